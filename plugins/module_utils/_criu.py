@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""CRIU through pycriu's RPC: locating a working binary, feature detection, the readiness probe,
+dump and restore of process trees. Everything here runs on a managed host."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import typing as t
+
+try:
+    import pycriu
+    HAS_PYCRIU = True
+    PYCRIU_IMPORT_ERROR = None
+except Exception as exc:  # pylint: disable=broad-except
+    pycriu = None
+    HAS_PYCRIU = False
+    PYCRIU_IMPORT_ERROR = exc
+
+MIN_VERSION = (4, 2)
+# Searched in this order when the user names no binary: a locally built CRIU must win over a
+# distribution's older /usr/sbin/criu, whatever PATH says.
+CANDIDATES = ("/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/usr/bin/criu")
+CAP_SYS_RESOURCE = 24
+
+
+class CriuError(Exception):
+    """A CRIU operation failed; ``log`` holds the tail of CRIU's own log when there is one."""
+
+    def __init__(self, message: str, log: str = ""):
+        super().__init__(message)
+        self.log = log
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """Version from ``criu --version`` output ("Version: 4.2.1") or a bare "4.2.1"."""
+    match = re.search(r"(?:Version:\s*)?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def version_string(version: t.Sequence[int] | None) -> str | None:
+    return ".".join(str(part) for part in version) if version else None
+
+
+def find_binary(explicit: str | None = None) -> str | None:
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for path in CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("criu")
+
+
+def binary_version(path: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except OSError:
+        return None
+    return parse_version(out)
+
+
+def log_tail(directory: str, name: str, lines: int = 15) -> str:
+    try:
+        with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def has_cap_sys_resource() -> bool:
+    """Without CAP_SYS_RESOURCE in the bounding set CRIU cannot dump another user's process."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("CapBnd:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_RESOURCE & 1)
+    return False
+
+
+class Criu:
+    """One CRIU binary driven through pycriu's RPC (``criu swrk``)."""
+
+    def __init__(self, binary: str):
+        if not HAS_PYCRIU:
+            raise CriuError("pycriu is not importable by this interpreter: %s" % PYCRIU_IMPORT_ERROR)
+        self.binary = binary
+
+    def _new(self, images_dir: str | None = None, log_file: str | None = None, **opts: t.Any) -> t.Any:
+        client = pycriu.criu()
+        client.use_binary(self.binary)
+        if images_dir is not None:
+            client.opts.images_dir_fd = os.open(images_dir, os.O_DIRECTORY)
+        if log_file:
+            client.opts.log_file = log_file
+            client.opts.log_level = 4
+        for key, value in opts.items():
+            if value is None:
+                continue
+            field = getattr(client.opts, key)
+            if isinstance(value, list):
+                del field[:]
+                field.extend(value)
+            else:
+                setattr(client.opts, key, value)
+        return client
+
+    @staticmethod
+    def _close(client: t.Any) -> None:
+        if client.opts.images_dir_fd >= 0:
+            os.close(client.opts.images_dir_fd)
+
+    def _request(self, req_type: int, client: t.Any | None = None, **fields: t.Any) -> t.Any:
+        """Requests pycriu has no method for (VERSION, FEATURE_CHECK, CPUINFO_*), on its channel."""
+        client = client or self._new()
+        req = pycriu.rpc.criu_req()
+        req.type = req_type
+        req.opts.MergeFrom(client.opts)
+        for key, value in fields.items():
+            getattr(req, key).MergeFrom(value)
+        # pylint: disable-next=protected-access
+        return client._send_req_and_recv_resp(req)
+
+    def version(self) -> tuple[int, ...] | None:
+        resp = self._request(pycriu.rpc.VERSION)
+        if not resp.success:
+            return None
+        parts = [resp.version.major_number, resp.version.minor_number]
+        if resp.version.HasField("sublevel"):
+            parts.append(resp.version.sublevel)
+        return tuple(parts)
+
+    def check(self) -> bool:
+        try:
+            self._new().check()
+        except pycriu.CRIUException:
+            return False
+        return True
+
+    def features(self) -> dict[str, bool]:
+        """What the kernel lets CRIU do: dirty-memory tracking (pre-copy) and lazy pages (post-copy)."""
+        wanted = pycriu.rpc.criu_features(mem_track=True, lazy_pages=True, pidfd_store=True)
+        resp = self._request(pycriu.rpc.FEATURE_CHECK, features=wanted)
+        got = resp.features
+        return {
+            "mem_dirty_track": got.mem_track,
+            "lazy_pages": got.lazy_pages,
+            "pidfd_store": got.pidfd_store,
+        }
+
+    def page_server_tls(self) -> bool:
+        # CRIU links GnuTLS only when built with TLS support; there is no RPC feature for it.
+        with open(self.binary, "rb") as handle:
+            return b"gnutls_" in handle.read()
+
+    def cpuinfo_dump(self, images_dir: str) -> None:
+        client = self._new(images_dir)
+        try:
+            resp = self._request(pycriu.rpc.CPUINFO_DUMP, client)
+        finally:
+            self._close(client)
+        if not resp.success:
+            raise CriuError("cpuinfo dump failed (errno %d)" % resp.cr_errno)
+
+    def cpuinfo_check(self, images_dir: str) -> bool:
+        """True when this host's CPU can run processes dumped on the host that wrote cpuinfo.img."""
+        client = self._new(images_dir, cpu_cap=pycriu.rpc.CPU_CAP_FPU | pycriu.rpc.CPU_CAP_INS)
+        try:
+            return bool(self._request(pycriu.rpc.CPUINFO_CHECK, client).success)
+        finally:
+            self._close(client)
+
+    def cpuinfo_digest(self) -> str:
+        workdir = tempfile.mkdtemp(prefix="ferry-cpuinfo-")
+        try:
+            self.cpuinfo_dump(workdir)
+            with open(os.path.join(workdir, "cpuinfo.img"), "rb") as handle:
+                return hashlib.sha256(handle.read()).hexdigest()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def dump(self, images_dir: str, pid: int, **opts: t.Any) -> t.Any:
+        client = self._new(images_dir, log_file="dump.log", pid=pid, **opts)
+        try:
+            return client.dump()
+        except pycriu.CRIUException as exc:
+            raise CriuError("criu dump of pid %d failed: %s" % (pid, exc), log_tail(images_dir, "dump.log"))
+        finally:
+            self._close(client)
+
+    def restore(self, images_dir: str, **opts: t.Any) -> int:
+        client = self._new(images_dir, log_file="restore.log", **opts)
+        try:
+            return client.restore().pid
+        except pycriu.CRIUException as exc:
+            raise CriuError("criu restore failed: %s" % exc, log_tail(images_dir, "restore.log"))
+        finally:
+            self._close(client)
+
+    def probe(self) -> dict[str, t.Any]:
+        """Prove CRIU works here: dump and restore a process holding a listening TCP socket.
+
+        ``criu check`` alone is not enough: CRIU 4.1 passes it on kernels >= 6.16, yet fails to
+        dump any process with an IPv4/IPv6 socket.
+        """
+        workdir = tempfile.mkdtemp(prefix="ferry-probe-")
+        code = ("import socket, time\n"
+                "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+                "time.sleep(3600)\n")
+        proc = subprocess.Popen(  # pylint: disable=consider-using-with
+            ["/usr/bin/python3", "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        restored = None
+        try:
+            _wait_for_socket(proc.pid)
+            started = time.monotonic()
+            self.dump(workdir, proc.pid)
+            proc.wait()  # reap it, or its zombie keeps the pid the restore needs
+            restored = self.restore(workdir)
+            _wait_for_socket(restored)
+            return {"ok": True, "seconds": round(time.monotonic() - started, 3), "error": None}
+        except (CriuError, OSError, RuntimeError) as exc:
+            return {"ok": False, "seconds": None, "error": "%s\n%s" % (exc, getattr(exc, "log", ""))}
+        finally:
+            for pid in (proc.pid, restored):
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            if proc.poll() is None:
+                proc.wait()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_for_socket(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+                   for fd in os.listdir("/proc/%d/fd" % pid)):
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError("pid %d holds no socket after %.0f s" % (pid, timeout))
+
+
+def meminfo() -> dict[str, int]:
+    values = {}
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            key, _, rest = line.partition(":")
+            values[key] = int(rest.split()[0]) * 1024
+    return {"total_bytes": values["MemTotal"], "available_bytes": values["MemAvailable"]}
+
+
+def disk_free(path: str) -> int | None:
+    """Free bytes where ``path`` (or its nearest existing parent) lives."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not path:
+        return None
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
