@@ -258,7 +258,7 @@ def meminfo() -> dict[str, int]:
     values = {}
     with open("/proc/meminfo", encoding="ascii") as handle:
         for line in handle:
-            key, _, rest = line.partition(":")
+            key, rest = line.split(":", 1)
             values[key] = int(rest.split()[0]) * 1024
     return {"total_bytes": values["MemTotal"], "available_bytes": values["MemAvailable"]}
 

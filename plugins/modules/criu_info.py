@@ -18,7 +18,7 @@ description:
     any process holding an IPv4 or IPv6 socket.
   - Also reports the kernel, a digest of the CPU description CRIU checks on restore, memory, and
     free space in the checkpoint images directory, as the fact C(ferry_criu).
-author: Ferry developers
+author: Ferry developers (@ferry-migrate)
 options:
   criu_path:
     description:

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Checkpoint bundles: one private, flat directory per checkpoint in the images directory.
+
+A bundle is written under ``.partial-<id>`` and renamed to ``<id>`` only once complete, so a bundle
+that exists under its final name is whole. ``manifest.json`` lists every other file with its size and
+SHA-256; nothing is restored from a bundle that does not verify against it. Bundles hold process
+memory, secrets included: directories are 0700 and files 0600.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import typing as t
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
+CHUNK = 1 << 20
+
+
+class BundleError(Exception):
+    pass
+
+
+def check_id(checkpoint_id: str) -> str:
+    """A checkpoint id names a directory: letters, digits, ``_.-``, no leading dot, no slash."""
+    if not isinstance(checkpoint_id, str) or not _ID.match(checkpoint_id) or ".." in checkpoint_id:
+        raise BundleError("checkpoint_id %r must be 1-128 of [A-Za-z0-9_.-], starting with a letter or digit"
+                          % (checkpoint_id,))
+    return checkpoint_id
+
+
+def check_file_name(name: str) -> str:
+    if not isinstance(name, str) or not _FILE.match(name) or name == MANIFEST:
+        raise BundleError("bundle file name %r is not a plain file name" % (name,))
+    return name
+
+
+def final_path(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, check_id(checkpoint_id))
+
+
+def partial_path(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, ".partial-" + check_id(checkpoint_id))
+
+
+def make_private_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def start(images_dir: str, checkpoint_id: str) -> str:
+    """A fresh, empty partial directory (a leftover from an interrupted run is discarded)."""
+    make_private_dir(images_dir)
+    path = partial_path(images_dir, checkpoint_id)
+    remove_tree(path)
+    make_private_dir(path)
+    return path
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_files(path: str) -> list[dict[str, t.Any]]:
+    files = []
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if name == MANIFEST:
+            continue
+        if not os.path.isfile(full) or os.path.islink(full):
+            raise BundleError("bundle %s holds %s, which is not a regular file" % (path, name))
+        check_file_name(name)
+        os.chmod(full, 0o600)
+        files.append({"name": name, "size": os.path.getsize(full), "sha256": sha256_file(full)})
+    return files
+
+
+def write_json_atomic(path: str, data: t.Any) -> None:
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def finalise(images_dir: str, checkpoint_id: str, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Checksum the partial bundle, write its manifest and give it its final name atomically."""
+    partial = partial_path(images_dir, checkpoint_id)
+    manifest = dict(manifest, format=FORMAT, id=checkpoint_id, files=describe_files(partial))
+    write_json_atomic(os.path.join(partial, MANIFEST), manifest)
+    final = final_path(images_dir, checkpoint_id)
+    remove_tree(final)
+    os.rename(partial, final)
+    _fsync_dir(images_dir)
+    return manifest
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_manifest(path: str) -> dict[str, t.Any]:
+    try:
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise BundleError("no readable manifest in %s: %s" % (path, exc))
+    validate_manifest(manifest)
+    return manifest
+
+
+def validate_manifest(manifest: t.Any) -> None:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError("manifest is not a Ferry manifest of format %d" % FORMAT)
+    check_id(manifest.get("id"))
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise BundleError("manifest has no file list")
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise BundleError("manifest file entry %r is not a mapping" % (entry,))
+        check_file_name(entry.get("name"))
+        if not isinstance(entry.get("size"), int) or entry["size"] < 0:
+            raise BundleError("manifest size of %s is invalid" % entry["name"])
+        if not isinstance(entry.get("sha256"), str) or not re.match(r"^[0-9a-f]{64}$", entry["sha256"]):
+            raise BundleError("manifest sha256 of %s is invalid" % entry["name"])
+
+
+def verify(path: str, manifest: dict[str, t.Any] | None = None) -> list[str]:
+    """Problems found comparing the bundle with its manifest; empty when it verifies."""
+    try:
+        manifest = manifest or load_manifest(path)
+    except BundleError as exc:
+        return [str(exc)]
+    problems = []
+    listed = {entry["name"] for entry in manifest["files"]}
+    present = set(os.listdir(path)) - {MANIFEST}
+    problems += ["unexpected file %s" % name for name in sorted(present - listed)]
+    for entry in manifest["files"]:
+        full = os.path.join(path, entry["name"])
+        if not os.path.isfile(full):
+            problems.append("missing file %s" % entry["name"])
+        elif os.path.getsize(full) != entry["size"]:
+            problems.append("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(full), entry["size"]))
+        elif sha256_file(full) != entry["sha256"]:
+            problems.append("%s does not match its sha256" % entry["name"])
+    return problems
+
+
+def total_bytes(manifest: dict[str, t.Any]) -> int:
+    return sum(entry["size"] for entry in manifest["files"])
+
+
+def remove_tree(path: str) -> bool:
+    """Remove a bundle directory without following links or crossing into other file systems."""
+    if not os.path.lexists(path):
+        return False
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.unlink(path)
+        return True
+    if os.path.ismount(path):
+        raise BundleError("refusing to delete %s: it is a mount point" % path)
+    shutil.rmtree(path)
+    return True
+
+
+def remove(images_dir: str, checkpoint_id: str) -> bool:
+    removed = remove_tree(partial_path(images_dir, checkpoint_id))
+    return remove_tree(final_path(images_dir, checkpoint_id)) or removed
