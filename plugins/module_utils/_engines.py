@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The engine interface every container kind implements, and the shared module plumbing.
+
+An engine knows how to describe a container, checkpoint it into a bundle directory, restore it from
+one, resume it where it was checkpointed (rollback), and remove what a checkpoint left on a host.
+Modules stay thin: they validate input, pick the engine, call one method and report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu
+
+ENGINES = ("podman", "criu")
+
+# Shared by every module that touches checkpoints.
+COMMON_ARGS = dict(
+    engine=dict(type="str", choices=list(ENGINES), default="podman"),
+    images_dir=dict(type="path", default="/var/lib/ferry"),
+    criu_path=dict(type="path"),
+)
+
+
+class EngineError(Exception):
+    """A step failed; ``detail`` carries the tool's own words (stderr, CRIU log tail)."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail
+
+
+class Engine:
+    name = ""
+
+    def __init__(self, module: t.Any, criu: _criu.Criu):
+        self.module = module
+        self.criu = criu
+
+    def describe(self, container: str) -> dict[str, t.Any] | None:
+        """What a planner and a manifest need; None when there is no such container."""
+        raise NotImplementedError
+
+    def list(self) -> list[dict[str, t.Any]]:
+        raise NotImplementedError
+
+    def image_ids(self) -> list[str]:
+        """Images present on this host; engines without images have none."""
+        return []
+
+    def checkpoint(self, container: str, bundle_dir: str, options: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Write the container's checkpoint files into ``bundle_dir``; return manifest fields."""
+        raise NotImplementedError
+
+    def restore(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def resume(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
+        """Run the checkpointed container again on the host it was checkpointed on."""
+        raise NotImplementedError
+
+    def running(self, manifest: dict[str, t.Any]) -> bool:
+        raise NotImplementedError
+
+    def remove(self, manifest: dict[str, t.Any]) -> bool:
+        """Stop and remove this host's container of the checkpoint; True when something was removed."""
+        raise NotImplementedError
+
+
+def criu_for(module: t.Any) -> _criu.Criu:
+    binary = _criu.find_binary(module.params.get("criu_path"))
+    if not binary:
+        module.fail_json(msg="no CRIU binary found (criu_path=%s); run role ferry.migrate.criu_host"
+                         % module.params.get("criu_path"))
+    try:
+        return _criu.Criu(binary)
+    except _criu.CriuError as exc:
+        module.fail_json(msg=str(exc))
+    raise AssertionError("unreachable")
+
+
+def engine_for(module: t.Any) -> Engine:
+    # Imported here: each engine module imports this one for the base class.
+    from ansible_collections.ferry.migrate.plugins.module_utils import _podman, _tree  # pylint: disable=import-outside-toplevel
+    classes = {"podman": _podman.PodmanEngine, "criu": _tree.TreeEngine}
+    return classes[module.params["engine"]](module, criu_for(module))
+
+
+def fail(module: t.Any, phase: str, exc: Exception, **extra: t.Any) -> None:
+    """Fail naming the phase and the cause, with the tool's own words when there are some."""
+    detail = getattr(exc, "detail", "") or getattr(exc, "log", "")
+    module.fail_json(msg="%s failed: %s" % (phase, exc), phase=phase, detail=detail, **extra)
+
+
+def bundle_manifest(module: t.Any, images_dir: str, checkpoint_id: str) -> tuple[str, dict[str, t.Any]]:
+    """The final bundle's path and its manifest after full verification, or a failure naming why."""
+    path = _bundle.final_path(images_dir, checkpoint_id)
+    try:
+        manifest = _bundle.load_manifest(path)
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint %s: %s" % (checkpoint_id, exc), phase="verify")
+    problems = _bundle.verify(path, manifest)
+    if problems:
+        module.fail_json(msg="checkpoint %s does not verify: %s" % (checkpoint_id, "; ".join(problems)),
+                         phase="verify", problems=problems)
+    return path, manifest
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+def criu_stats(images_dir: str, name: str) -> dict[str, int]:
+    """CRIU's own statistics image (``stats-dump`` / ``stats-restore``) as a flat dict of integers."""
+    path = os.path.join(images_dir, name)
+    if not _criu.HAS_PYCRIU or not os.path.exists(path):
+        return {}
+    with open(path, "rb") as handle:
+        entry = _criu.pycriu.images.load(handle)["entries"][0]
+    return {key: value for part in entry.values() for key, value in part.items() if isinstance(value, int)}
+
+
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            for task in os.listdir("/proc/%d/task" % current):
+                with open("/proc/%d/task/%s/children" % (current, task), encoding="ascii") as handle:
+                    todo.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return pids
+
+
+def tree_rss(pid: int | None) -> int:
+    """Resident memory of a process tree in bytes (what a checkpoint has to carry, roughly)."""
+    total = 0
+    for current in tree_pids(pid) if pid else []:
+        try:
+            with open("/proc/%d/status" % current, encoding="ascii", errors="replace") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: checkpoint
+short_description: Checkpoint a running container into a private, checksummed bundle
+version_added: 0.1.0
+description:
+  - Checkpoints a container with CRIU into the bundle C(<images_dir>/<checkpoint_id>), a 0700 directory
+    whose C(manifest.json) lists every file with its size and SHA-256, the container's configuration,
+    its image ID, the CRIU version, a description of the CPU (for the target's compatibility check)
+    and CRIU's dump statistics.
+  - The bundle is written under a temporary name and renamed only when complete, so a bundle that
+    exists is whole.
+  - "Engine V(podman): podman's own checkpoint with runtime runc, exported as one archive. Unless
+    O(leave_running=true), the container is stopped but stays restorable where it is: that is the
+    rollback of a failed migration."
+  - "Engine V(criu): a process tree in its own pid namespace, found through its pidfile, dumped
+    through pycriu's RPC."
+  - O(state=absent) removes the bundle.
+author: Ferry developers (@ferry-migrate)
+options:
+  container:
+    description: Podman container name or ID; for engine V(criu), the process tree's name.
+    type: str
+  checkpoint_id:
+    description:
+      - Name of the bundle. Letters, digits and C(_.-), starting with a letter or digit.
+      - Defaults to O(container).
+    type: str
+  state:
+    description: V(present) checkpoints (unless a verified bundle of that container exists); V(absent) removes the bundle.
+    type: str
+    choices: [present, absent]
+    default: present
+  engine:
+    description: Container engine.
+    type: str
+    choices: [podman, criu]
+    default: podman
+  images_dir:
+    description: Private directory holding checkpoint bundles.
+    type: path
+    default: /var/lib/ferry
+  criu_path:
+    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
+    type: path
+  leave_running:
+    description: Keep the container running after the checkpoint (a copy, not a move).
+    type: bool
+    default: false
+  tcp_established:
+    description: Checkpoint established TCP connections (they are restored on the target).
+    type: bool
+    default: false
+  file_locks:
+    description: Checkpoint file locks.
+    type: bool
+    default: false
+  compress:
+    description: Compression of podman's checkpoint archive. Transfers can compress on the wire instead.
+    type: str
+    choices: [none, gzip, zstd]
+    default: none
+  include_image:
+    description: Put the container's image into the bundle (podman), for targets that lack it.
+    type: bool
+    default: false
+  pidfile:
+    description: Engine V(criu) only. Pidfile of the tree's root; defaults to C(<tree_dir>/<container>.pid).
+    type: path
+  tree_dir:
+    description: Engine V(criu) only. Directory of the process trees' pidfiles.
+    type: path
+    default: /run/ferry/trees
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether a checkpoint would be taken; takes none.
+notes:
+  - Bundles hold process memory, secrets included. Remove them with O(state=absent) when done.
+seealso:
+  - module: ferry.migrate.transfer
+  - module: ferry.migrate.restore
+  - module: ferry.migrate.checkpoint_info
+"""
+
+EXAMPLES = r"""
+- name: Checkpoint a podman container, keeping it restorable here
+  ferry.migrate.checkpoint:
+    container: redis
+    checkpoint_id: redis-20261124
+    tcp_established: true
+  register: ckpt
+
+- name: Checkpoint a process tree named counter (pidfile /run/ferry/trees/counter.pid)
+  ferry.migrate.checkpoint:
+    engine: criu
+    container: counter
+
+- name: Remove the bundle
+  ferry.migrate.checkpoint:
+    checkpoint_id: redis-20261124
+    state: absent
+"""
+
+RETURN = r"""
+path:
+  description: The bundle's directory.
+  returned: state=present
+  type: str
+  sample: /var/lib/ferry/redis-20261124
+manifest:
+  description: The bundle's manifest (files with size and sha256, container, criu_version, stats, frozen_at).
+  returned: state=present and not in check mode
+  type: dict
+bytes:
+  description: Total size of the bundle's files.
+  returned: state=present and not in check mode
+  type: int
+  sample: 10485760
+seconds:
+  description: How long the checkpoint took.
+  returned: when a checkpoint was taken
+  type: float
+phase:
+  description: V(checkpoint) when it failed.
+  returned: failure
+  type: str
+detail:
+  description: The tool's own words (podman's stderr or the tail of CRIU's log) on failure.
+  returned: failure
+  type: str
+"""
+
+import os
+import socket
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            _engines.COMMON_ARGS,
+            container=dict(type="str"),
+            checkpoint_id=dict(type="str"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            leave_running=dict(type="bool", default=False),
+            tcp_established=dict(type="bool", default=False),
+            file_locks=dict(type="bool", default=False),
+            compress=dict(type="str", choices=["none", "gzip", "zstd"], default="none"),
+            include_image=dict(type="bool", default=False),
+            pidfile=dict(type="path"),
+            tree_dir=dict(type="path", default="/run/ferry/trees"),
+        ),
+        required_one_of=[("container", "checkpoint_id")],
+        required_if=[("state", "present", ("container",))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    checkpoint_id = params["checkpoint_id"] or params["container"]
+    try:
+        _bundle.check_id(checkpoint_id)
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint_id: %s" % exc)
+    images_dir = params["images_dir"]
+    path = _bundle.final_path(images_dir, checkpoint_id)
+
+    if params["state"] == "absent":
+        present = os.path.lexists(path) or os.path.lexists(_bundle.partial_path(images_dir, checkpoint_id))
+        if present and not module.check_mode:
+            _bundle.remove(images_dir, checkpoint_id)
+        module.exit_json(changed=present, path=path)
+
+    # Idempotent: a verified bundle of this container is the checkpoint already taken.
+    if os.path.isdir(path):
+        try:
+            manifest = _bundle.load_manifest(path)
+        except _bundle.BundleError:
+            manifest = None
+        if manifest and params["container"] in (manifest["container"]["name"], manifest["container"]["id"]) \
+                and not _bundle.verify(path, manifest):
+            module.exit_json(changed=False, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest))
+    if module.check_mode:
+        module.exit_json(changed=True, path=path)
+
+    engine = _engines.engine_for(module)
+    options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image")}
+    partial = _bundle.start(images_dir, checkpoint_id)
+    try:
+        engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
+        frozen_at = _engines.now()
+        started = time.monotonic()
+        fields = engine.checkpoint(params["container"], partial, options)
+        seconds = round(time.monotonic() - started, 3)
+        manifest = _bundle.finalise(images_dir, checkpoint_id, dict(
+            fields,
+            engine=engine.name,
+            criu_version=_criu.version_string(engine.criu.version()),
+            source_host=socket.gethostname(),
+            options=options,
+            frozen_at=None if params["leave_running"] else frozen_at,
+            checkpointed_at=_engines.now(),
+        ))
+    except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
+        _bundle.remove_tree(partial)
+        _engines.fail(module, "checkpoint", exc)
+    module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds)
+
+
+if __name__ == "__main__":
+    main()

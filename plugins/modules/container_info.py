@@ -1,0 +1,96 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: container_info
+short_description: List the containers on a host with what a migration planner needs
+version_added: 0.1.0
+description:
+  - Lists containers of one engine with their engine, name, ID, state, image ID and name, resident
+    memory of the whole process tree (RSS), addresses and labels.
+  - For engine V(podman) also lists the IDs of the images present, so a planner knows which targets
+    already hold a container's image.
+  - For engine V(criu), the containers are the process trees whose pidfiles are in O(tree_dir).
+author: Ferry developers (@ferry-migrate)
+options:
+  engine:
+    description: Container engine.
+    type: str
+    choices: [podman, criu]
+    default: podman
+  name:
+    description: Only this container (name or ID). An unknown name gives an empty list.
+    type: str
+  tree_dir:
+    description: Engine V(criu) only. Directory of the process trees' pidfiles.
+    type: path
+    default: /run/ferry/trees
+  criu_path:
+    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
+    type: path
+attributes:
+  check_mode:
+    support: full
+    description: The module changes nothing.
+"""
+
+EXAMPLES = r"""
+- name: What runs on the hosts to drain
+  ferry.migrate.container_info:
+  register: found
+
+- name: Names of running containers
+  ansible.builtin.debug:
+    msg: "{{ found.containers | json_query('[?state==`running`].name') }}"
+"""
+
+RETURN = r"""
+containers:
+  description: One entry per container.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
+       rss_bytes: 8450048, addresses: [], labels: {app: cache}, pid: 4242, checkpointed: false}
+images:
+  description: IDs of the images on this host (engine V(podman)).
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _engines
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            engine=dict(type="str", choices=list(_engines.ENGINES), default="podman"),
+            name=dict(type="str"),
+            tree_dir=dict(type="path", default="/run/ferry/trees"),
+            criu_path=dict(type="path"),
+        ),
+        supports_check_mode=True,
+    )
+    engine = _engines.engine_for(module)
+    try:
+        if module.params["name"]:
+            found = engine.describe(module.params["name"])
+            containers = [found] if found else []
+        else:
+            containers = engine.list()
+        images = engine.image_ids()
+    except _engines.EngineError as exc:
+        _engines.fail(module, "inspect", exc)
+    module.exit_json(changed=False, containers=containers, images=images)
+
+
+if __name__ == "__main__":
+    main()

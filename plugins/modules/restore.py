@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: restore
+short_description: Restore a container from a checkpoint bundle, resume it in place, or remove it
+version_added: 0.1.0
+description:
+  - "O(state=running): restores the container of bundle C(<images_dir>/<checkpoint_id>) on this host.
+    Before anything runs, the bundle is verified against its manifest (sizes and SHA-256), this host's
+    CRIU must be at least as new as the one that dumped it, and this host's CPU must pass CRIU's
+    compatibility check against the source's. A podman container's image must be present with the
+    same image ID; when it is missing, it is loaded from the bundle if the checkpoint carries it."
+  - "O(resume=true) runs the container again where it was checkpointed (the source): the rollback of
+    a migration that failed before the target took over."
+  - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
+    Used to clean a target after a failed restore, and to remove the source's stopped copy once the
+    target runs it."
+  - Nothing changes when the container already runs (V(running)) or is already gone (V(absent)).
+author: Ferry developers (@ferry-migrate)
+options:
+  checkpoint_id:
+    description: Name of the bundle in O(images_dir).
+    type: str
+    required: true
+  state:
+    description: Whether the checkpoint's container runs on this host, or is absent from it.
+    type: str
+    choices: [running, absent]
+    default: running
+  resume:
+    description: Resume on the host that took the checkpoint instead of restoring a transferred bundle.
+    type: bool
+    default: false
+  engine:
+    description: Must match the bundle's engine; defaults to it.
+    type: str
+    choices: [podman, criu]
+  images_dir:
+    description: Private directory holding checkpoint bundles.
+    type: path
+    default: /var/lib/ferry
+  criu_path:
+    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
+    type: path
+  cpu_check:
+    description: Refuse to restore when CRIU says this CPU cannot run the dumped processes.
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    description: Verifies the bundle and reports whether a restore or removal would happen; does neither.
+seealso:
+  - module: ferry.migrate.checkpoint
+  - module: ferry.migrate.transfer
+"""
+
+EXAMPLES = r"""
+- name: Restore on the target
+  ferry.migrate.restore:
+    checkpoint_id: redis-20261124
+  register: restored
+
+- name: Roll back, resuming the source
+  ferry.migrate.restore:
+    checkpoint_id: redis-20261124
+    resume: true
+
+- name: Remove the source's stopped copy once the target runs it
+  ferry.migrate.restore:
+    checkpoint_id: redis-20261124
+    state: absent
+"""
+
+RETURN = r"""
+container:
+  description: The container after the restore (name, id, image_id, state, pid, rss_bytes).
+  returned: state=running and not in check mode
+  type: dict
+stats:
+  description: CRIU's restore statistics (restore_time, forking_time, pages_restored, ...; times in microseconds).
+  returned: when a restore happened
+  type: dict
+running_at:
+  description: Epoch time at which the container was running again (the end of the migration's downtime).
+  returned: when a restore happened
+  type: float
+seconds:
+  description: How long the restore took.
+  returned: when a restore happened
+  type: float
+image_loaded:
+  description: The image was missing here and was loaded from the bundle.
+  returned: when a podman restore happened
+  type: bool
+phase:
+  description: V(verify) or V(restore) when it failed.
+  returned: failure
+  type: str
+detail:
+  description: The tool's own words (podman's stderr or the tail of CRIU's log) on failure.
+  returned: failure
+  type: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            _engines.COMMON_ARGS,
+            engine=dict(type="str", choices=list(_engines.ENGINES)),
+            checkpoint_id=dict(type="str", required=True),
+            state=dict(type="str", choices=["running", "absent"], default="running"),
+            resume=dict(type="bool", default=False),
+            cpu_check=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        _bundle.check_id(params["checkpoint_id"])
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint_id: %s" % exc)
+    path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
+
+    if params["state"] == "absent":
+        try:
+            manifest = _bundle.load_manifest(path)
+        except _bundle.BundleError:
+            module.exit_json(changed=False, msg="no checkpoint %s here, so no container of it" % params["checkpoint_id"])
+        params["engine"] = manifest["engine"]
+        engine = _engines.engine_for(module)
+        present = engine.describe(manifest["container"]["id"]) is not None if manifest["engine"] == "podman" \
+            else engine.running(manifest)
+        if present and not module.check_mode:
+            try:
+                engine.remove(manifest)
+            except (_engines.EngineError, OSError) as exc:
+                _engines.fail(module, "remove", exc)
+        module.exit_json(changed=bool(present))
+
+    path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
+    if params["engine"] and params["engine"] != manifest["engine"]:
+        module.fail_json(msg="engine: the checkpoint was taken with engine %s, not %s" % (manifest["engine"], params["engine"]))
+    params["engine"] = manifest["engine"]
+    engine = _engines.engine_for(module)
+    if engine.running(manifest):
+        module.exit_json(changed=False, container=engine.describe(manifest["container"]["id"]))
+
+    if not params["resume"]:
+        mine, theirs = engine.criu.version(), _criu.parse_version(manifest.get("criu_version") or "")
+        if theirs and mine and mine[:2] < theirs[:2]:
+            module.fail_json(msg="CRIU %s here is older than CRIU %s that took the checkpoint"
+                             % (_criu.version_string(mine), manifest["criu_version"]), phase="verify")
+        if params["cpu_check"] and not engine.criu.cpuinfo_check(path):
+            module.fail_json(msg="this host's CPU cannot run processes checkpointed on %s (CRIU cpuinfo check)"
+                             % manifest.get("source_host"), phase="verify")
+    if module.check_mode:
+        module.exit_json(changed=True)
+
+    options = manifest.get("options") or {}
+    started = time.monotonic()
+    try:
+        result = (engine.resume if params["resume"] else engine.restore)(path, manifest, options)
+    except (_engines.EngineError, _criu.CriuError, OSError) as exc:
+        _engines.fail(module, "resume" if params["resume"] else "restore", exc)
+    module.exit_json(changed=True, running_at=_engines.now(), seconds=round(time.monotonic() - started, 3), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: transfer_access
+short_description: Let one source host deliver one checkpoint to this host, once
+version_added: 0.1.0
+description:
+  - Runs on the target of a migration. With O(state=present), authorises O(public_key) for root's SSH
+    login restricted to connections from O(source_address), with no terminal, no forwarding and a
+    forced command that can only receive the bundle O(checkpoint_id) into O(images_dir) (it verifies
+    every file's size and SHA-256 and makes the bundle appear atomically).
+  - Returns this host's SSH host public keys, read from the host itself, so the source can pin them.
+  - With O(state=absent), removes the authorisation (and the receiver once no authorisation is left).
+  - No standing trust between hosts is needed; the migrate role mints a key pair per migration with
+    lookup P(ferry.migrate.transfer_keypair#lookup) and removes its authorisation afterwards.
+author: Ferry developers (@ferry-migrate)
+options:
+  checkpoint_id:
+    description: The one bundle the key may deliver.
+    type: str
+    required: true
+  state:
+    description: Whether the authorisation exists.
+    type: str
+    choices: [present, absent]
+    default: present
+  public_key:
+    description: OpenSSH public key (C(type base64)) to authorise. Required with O(state=present).
+    type: str
+  source_address:
+    description: IP address the source connects from; connections from anywhere else are refused.
+    type: str
+  images_dir:
+    description: Private directory holding checkpoint bundles.
+    type: path
+    default: /var/lib/ferry
+  authorized_keys:
+    description: The authorized_keys file of the login user.
+    type: path
+    default: /root/.ssh/authorized_keys
+  receiver_python:
+    description: Interpreter that runs the receiver.
+    type: path
+    default: /usr/bin/python3
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the authorisation would change.
+seealso:
+  - module: ferry.migrate.transfer
+"""
+
+EXAMPLES = r"""
+- name: Mint a one-time key on the controller
+  ansible.builtin.set_fact:
+    transfer_key: "{{ lookup('ferry.migrate.transfer_keypair') }}"
+  no_log: true
+
+- name: Let node1 deliver checkpoint redis-1 to node2
+  ferry.migrate.transfer_access:
+    checkpoint_id: redis-1
+    public_key: "{{ transfer_key.public_key }}"
+    source_address: 10.199.0.11
+  delegate_to: node2
+  register: access
+"""
+
+RETURN = r"""
+host_keys:
+  description: This host's SSH host public keys (C(type base64)), to pin on the source.
+  returned: state=present
+  type: list
+  elements: str
+receiver:
+  description: Path of the receiver program.
+  returned: always
+  type: str
+"""
+
+import fcntl
+import glob
+import ipaddress
+import os
+import pkgutil
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+
+_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+MARK = "ferry-transfer:"
+
+
+def grant_line(public_key, source_address, python, receiver, images_dir, checkpoint_id):
+    command = "%s %s %s %s" % (python, receiver, images_dir, checkpoint_id)
+    return 'from="%s",restrict,command="%s" %s %s%s' % (source_address, command, public_key, MARK, checkpoint_id)
+
+
+def host_keys():
+    keys = []
+    for path in sorted(glob.glob("/etc/ssh/ssh_host_*_key.pub")):
+        with open(path, encoding="ascii") as handle:
+            parts = handle.read().split()
+        if len(parts) >= 2:
+            keys.append("%s %s" % (parts[0], parts[1]))
+    return keys
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            checkpoint_id=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            public_key=dict(type="str"),
+            source_address=dict(type="str"),
+            images_dir=dict(type="path", default="/var/lib/ferry"),
+            authorized_keys=dict(type="path", default="/root/.ssh/authorized_keys"),
+            receiver_python=dict(type="path", default="/usr/bin/python3"),
+        ),
+        required_if=[("state", "present", ("public_key", "source_address"))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        checkpoint_id = _bundle.check_id(params["checkpoint_id"])
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint_id: %s" % exc)
+    images_dir = params["images_dir"]
+    if not re.match(r"^/[A-Za-z0-9_./-]+$", images_dir) or ".." in images_dir.split("/"):
+        module.fail_json(msg="images_dir must be an absolute path of [A-Za-z0-9_./-], not %r" % images_dir)
+    receiver = os.path.join(images_dir, ".ferry-receive.py")
+    wanted = None
+    if params["state"] == "present":
+        public_key = " ".join(params["public_key"].split()[:2])
+        if not _PUBLIC_KEY.match(public_key):
+            module.fail_json(msg="public_key must be an OpenSSH public key such as 'ssh-ed25519 AAAA...'")
+        try:
+            source = str(ipaddress.ip_address(params["source_address"]))
+        except ValueError:
+            module.fail_json(msg="source_address must be an IP address, not %r" % params["source_address"])
+        wanted = grant_line(public_key, source, params["receiver_python"], receiver, images_dir, checkpoint_id)
+
+    auth = params["authorized_keys"]
+    changed = False
+    if not module.check_mode:
+        os.makedirs(os.path.dirname(auth), mode=0o700, exist_ok=True)
+    with open(auth if os.path.exists(auth) or not module.check_mode else os.devnull, "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # concurrent migrations to this host edit the same file
+        handle.seek(0)
+        lines = handle.read().splitlines()
+        kept = [line for line in lines if not line.endswith(" " + MARK + checkpoint_id)]
+        if wanted:
+            kept.append(wanted)
+        changed = kept != lines
+        if changed and not module.check_mode:
+            handle.seek(0)
+            handle.truncate()
+            handle.write("".join(line + "\n" for line in kept))
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o600)
+        others = any(MARK in line for line in kept)
+
+    code = pkgutil.get_data("ansible_collections.ferry.migrate.plugins.module_utils", "_receiver.py")
+    if not module.check_mode:
+        _bundle.make_private_dir(images_dir)
+        if others:
+            current = open(receiver, "rb").read() if os.path.exists(receiver) else None
+            if current != code:
+                with open(os.open(receiver + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
+                    out.write(code)
+                os.replace(receiver + ".tmp", receiver)
+                changed = True
+        elif os.path.exists(receiver):
+            os.unlink(receiver)
+    result = dict(changed=changed, receiver=receiver)
+    if params["state"] == "present":
+        result["host_keys"] = host_keys()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
