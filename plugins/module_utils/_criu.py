@@ -30,6 +30,8 @@ MIN_VERSION = (4, 2)
 # distribution's older /usr/sbin/criu, whatever PATH says.
 CANDIDATES = ("/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/usr/bin/criu")
 CAP_SYS_RESOURCE = 24
+# CRIU's cpu_cap bits (criu/include/cr_options.h); rpc.proto carries them as a plain integer.
+CPU_CAP_FPU, CPU_CAP_INS = 1 << 0, 1 << 2
 
 
 class CriuError(Exception):
@@ -172,7 +174,7 @@ class Criu:
 
     def cpuinfo_check(self, images_dir: str) -> bool:
         """True when this host's CPU can run processes dumped on the host that wrote cpuinfo.img."""
-        client = self._new(images_dir, cpu_cap=pycriu.rpc.CPU_CAP_FPU | pycriu.rpc.CPU_CAP_INS)
+        client = self._new(images_dir, cpu_cap=CPU_CAP_FPU | CPU_CAP_INS)
         try:
             return bool(self._request(pycriu.rpc.CPUINFO_CHECK, client).success)
         finally:

@@ -92,6 +92,8 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+# Imported so that Ansible ships it with this module: it is installed on this host as the receiver.
+from ansible_collections.ferry.migrate.plugins.module_utils import _receiver
 
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 MARK = "ferry-transfer:"
@@ -166,7 +168,7 @@ def main():
             os.fchmod(handle.fileno(), 0o600)
         others = any(MARK in line for line in kept)
 
-    code = pkgutil.get_data("ansible_collections.ferry.migrate.plugins.module_utils", "_receiver.py")
+    code = pkgutil.get_data(_receiver.__name__.rsplit(".", 1)[0], "_receiver.py")
     if not module.check_mode:
         _bundle.make_private_dir(images_dir)
         if others:
