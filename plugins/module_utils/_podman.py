@@ -81,6 +81,7 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "addresses": sorted(net.get("IPAddress") for net in networks.values() if net.get("IPAddress")),
         "rss_bytes": tree_rss(pid) if state.get("Status") == "running" else 0,
         "checkpointed": bool(state.get("Checkpointed")),
+        "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
     }
 
 
@@ -152,13 +153,22 @@ class PodmanEngine(Engine):
             image_loaded = True
         out = self._run(restore_args(os.path.join(bundle_dir, CHECKPOINT_FILE), options, self.criu.binary, True),
                         "podman container restore")
-        return {"stats": parse_stats(out), "container": self.describe(manifest["container"]["id"]),
-                "image_loaded": image_loaded}
+        return {"stats": parse_stats(out), "container": self._after_restore(manifest), "image_loaded": image_loaded}
 
     def resume(self, bundle_dir, manifest, options):
         out = self._run(restore_args(manifest["container"]["id"], options, self.criu.binary, False),
                         "podman container restore (resume)")
-        return {"stats": parse_stats(out), "container": self.describe(manifest["container"]["id"])}
+        return {"stats": parse_stats(out), "container": self._after_restore(manifest)}
+
+    def _after_restore(self, manifest):
+        info = self.describe(manifest["container"]["id"])
+        # Podman 4 restores a --network none container into a fresh namespace whose loopback is down;
+        # the container had it up (its listening sockets were bound there), so bring it back.
+        if info and info["network_mode"] == "none" and info["pid"]:
+            rc, _out, err = self.module.run_command(["nsenter", "-t", str(info["pid"]), "-n", "ip", "link", "set", "lo", "up"])
+            if rc != 0:
+                raise EngineError("could not bring up the loopback of %s" % info["name"], err)
+        return info
 
     def running(self, manifest):
         info = self.describe(manifest["container"]["id"])

@@ -180,8 +180,11 @@ def main():
             _bundle.remove(images_dir, checkpoint_id)
         module.exit_json(changed=present, path=path)
 
-    # Idempotent: a verified bundle of this container is the checkpoint already taken.
-    if os.path.isdir(path):
+    engine = _engines.engine_for(module)
+    # Idempotent: a verified bundle of this container, which no longer runs, is the checkpoint already
+    # taken. A container that runs (again) gets a fresh checkpoint: a stale one would lose its state.
+    info = engine.describe(params["container"])
+    if os.path.isdir(path) and not (info and info["state"] == "running"):
         try:
             manifest = _bundle.load_manifest(path)
         except _bundle.BundleError:
@@ -192,7 +195,6 @@ def main():
     if module.check_mode:
         module.exit_json(changed=True, path=path)
 
-    engine = _engines.engine_for(module)
     options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image")}
     partial = _bundle.start(images_dir, checkpoint_id)
     try:
