@@ -66,6 +66,10 @@ class Engine:
     def running(self, manifest: dict[str, t.Any]) -> bool:
         raise NotImplementedError
 
+    def exists(self, manifest: dict[str, t.Any]) -> bool:
+        """Something of the checkpoint's container is on this host, running or not."""
+        raise NotImplementedError
+
     def remove(self, manifest: dict[str, t.Any]) -> bool:
         """Stop and remove this host's container of the checkpoint; True when something was removed."""
         raise NotImplementedError

@@ -174,8 +174,11 @@ class PodmanEngine(Engine):
         info = self.describe(manifest["container"]["id"])
         return bool(info and info["state"] == "running")
 
+    def exists(self, manifest):
+        return self.describe(manifest["container"]["id"]) is not None
+
     def remove(self, manifest):
-        if not self.describe(manifest["container"]["id"]):
+        if not self.exists(manifest):
             return False
         self._run(["rm", "--force", "--time", "0", manifest["container"]["id"]], "podman rm")
         return True

@@ -104,6 +104,9 @@ class TreeEngine(Engine):
     def running(self, manifest):
         return bool(read_pid(manifest["container"]["pidfile"]))
 
+    def exists(self, manifest):
+        return os.path.exists(manifest["container"]["pidfile"])
+
     def remove(self, manifest):
         pidfile = manifest["container"]["pidfile"]
         pid = read_pid(pidfile)

@@ -141,8 +141,7 @@ def main():
             module.exit_json(changed=False, msg="no checkpoint %s here, so no container of it" % params["checkpoint_id"])
         params["engine"] = manifest["engine"]
         engine = _engines.engine_for(module)
-        present = engine.describe(manifest["container"]["id"]) is not None if manifest["engine"] == "podman" \
-            else engine.running(manifest)
+        present = engine.exists(manifest)
         if present and not module.check_mode:
             try:
                 engine.remove(manifest)

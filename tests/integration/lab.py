@@ -1,0 +1,66 @@
+"""Helpers for integration tests: run playbooks by FQCN against the local lab, reach lab hosts over SSH."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+LAB = "/var/lib/ferry-lab"
+INVENTORY = LAB + "/inventory.yml"
+ADDRESS = {"node%d" % i: "10.199.0.%d" % (10 + i) for i in range(1, 9)}
+FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
+
+
+def _env(**extra):
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", PATH=BIN + ":" + os.environ["PATH"])
+    env.update(extra)
+    return env
+
+
+def playbook(name, *args, extra=None, check=None):
+    argv = [os.path.join(BIN, "ansible-playbook"), name] + list(args)
+    if os.path.exists(INVENTORY) and "-i" not in args:
+        argv += ["-i", INVENTORY]
+    if extra:
+        argv += ["-e", json.dumps(extra)]
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900, check=False)
+    if check is not None and (proc.returncode == 0) != check:
+        raise AssertionError("%s exited %d\n%s\n%s" % (name, proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]))
+    return proc
+
+
+def module(host, name, **args):
+    """Run one module ad hoc on a lab host; returns its result dict."""
+    proc = subprocess.run(
+        [os.path.join(BIN, "ansible"), host, "-i", INVENTORY, "-m", name] + (["-a", json.dumps(args)] if args else []),
+        cwd=ROOT, env=_env(ANSIBLE_STDOUT_CALLBACK="oneline", ANSIBLE_CALLBACK_RESULT_FORMAT="json"),
+        capture_output=True, text=True, timeout=300, check=False)
+    match = re.search(r"^%s \| ([A-Z!]+) => (\{.*\})\s*\Z" % re.escape(host), proc.stdout, re.M | re.S)
+    if not match:
+        raise AssertionError("no result from %s on %s: %s %s" % (name, host, proc.stdout, proc.stderr))
+    return dict(json.loads(match.group(2)), failed=match.group(1) == "FAILED!")
+
+
+def recap(stdout):
+    """PLAY RECAP as {host: {"ok": n, "changed": n, "failed": n, ...}}."""
+    hosts = {}
+    for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", stdout, re.M):
+        hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+    return hosts
+
+
+def ssh(host, command, check=True):
+    proc = subprocess.run(
+        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts",
+         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "root@" + ADDRESS[host], command],
+        capture_output=True, text=True, timeout=120, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s: %s exited %d: %s" % (host, command, proc.returncode, proc.stderr))
+    return proc.stdout.strip()
+
+
+def migrate(container, source, target, check=True, **extra):
+    return playbook("ferry.migrate.migrate", extra=dict(migrate_container=container, migrate_source=source,
+                                                        migrate_target=target, **extra), check=check)

@@ -1,0 +1,72 @@
+import json
+import os
+
+import pytest
+from hypothesis import given, strategies as st
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+
+
+def make_bundle(images_dir, checkpoint_id="c1", files=None):
+    partial = _bundle.start(str(images_dir), checkpoint_id)
+    for name, data in (files or {"pages-1.img": b"x" * 5000, "pstree.img": b"tree"}).items():
+        with open(os.path.join(partial, name), "wb") as handle:
+            handle.write(data)
+    return _bundle.finalise(str(images_dir), checkpoint_id, {"engine": "criu", "container": {"name": "c", "id": "c"}})
+
+
+def test_finalise_writes_private_verified_bundle(tmp_path):
+    manifest = make_bundle(tmp_path)
+    path = tmp_path / "c1"
+    assert not (tmp_path / ".partial-c1").exists()
+    assert oct(path.stat().st_mode & 0o777) == "0o700"
+    assert all(oct((path / f["name"]).stat().st_mode & 0o777) == "0o600" for f in manifest["files"])
+    assert [f["name"] for f in manifest["files"]] == ["pages-1.img", "pstree.img"]
+    assert _bundle.total_bytes(manifest) == 5004
+    assert _bundle.verify(str(path)) == []
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda p: (p / "pages-1.img").write_bytes(b"y" * 5000), "pages-1.img does not match its sha256"),
+    (lambda p: (p / "pages-1.img").write_bytes(b"x" * 10), "pages-1.img has 10 bytes, manifest says 5000"),
+    (lambda p: (p / "pstree.img").unlink(), "missing file pstree.img"),
+    (lambda p: (p / "evil.img").write_bytes(b""), "unexpected file evil.img"),
+])
+def test_verify_names_each_problem(tmp_path, damage, expected):
+    make_bundle(tmp_path)
+    damage(tmp_path / "c1")
+    assert expected in _bundle.verify(str(tmp_path / "c1"))
+
+
+def test_manifest_with_escaping_name_is_rejected(tmp_path):
+    make_bundle(tmp_path)
+    manifest_path = tmp_path / "c1" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][0]["name"] = "../../etc/passwd"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(_bundle.BundleError, match="not a plain file name"):
+        _bundle.load_manifest(str(tmp_path / "c1"))
+
+
+@pytest.mark.parametrize("bad", ["", ".hidden", "../x", "a/b", "a..b", "x" * 129, "a b", "-rf", None])
+def test_check_id_rejects(bad):
+    with pytest.raises(_bundle.BundleError):
+        _bundle.check_id(bad)
+
+
+@given(st.text(max_size=140))
+def test_accepted_ids_stay_inside_images_dir(candidate):
+    try:
+        _bundle.check_id(candidate)
+    except _bundle.BundleError:
+        return
+    path = _bundle.final_path("/var/lib/ferry", candidate)
+    assert os.path.dirname(os.path.normpath(path)) == "/var/lib/ferry"
+
+
+def test_remove_takes_partial_and_final(tmp_path):
+    make_bundle(tmp_path)
+    _bundle.start(str(tmp_path), "c1")
+    assert _bundle.remove(str(tmp_path), "c1")
+    assert os.listdir(tmp_path) == []
+    assert not _bundle.remove(str(tmp_path), "c1")

@@ -1,0 +1,46 @@
+from ansible_collections.ferry.migrate.plugins.module_utils import _podman
+
+CRIU = "/usr/local/sbin/criu"
+
+
+def test_checkpoint_args_move_keeps_source_restorable():
+    args = _podman.checkpoint_args("abc", "/b/checkpoint.tar", {}, CRIU)
+    assert args == ["container", "checkpoint", "--export", "/b/checkpoint.tar", "--print-stats", "--compress", "none",
+                    "--runtime-flag", "criu=" + CRIU, "--keep", "abc"]
+
+
+def test_checkpoint_args_options():
+    args = _podman.checkpoint_args("abc", "/b/c.tar", {"leave_running": True, "tcp_established": True,
+                                                     "file_locks": True, "compress": "zstd"}, CRIU)
+    assert "--leave-running" in args and "--keep" not in args
+    assert {"--tcp-established", "--file-locks"} <= set(args)
+    assert args[args.index("--compress") + 1] == "zstd"
+    assert args[-1] == "abc"
+
+
+def test_restore_args_import_and_resume():
+    assert _podman.restore_args("/b/c.tar", {"tcp_established": True}, CRIU, True)[-3:] == ["--tcp-established", "--import", "/b/c.tar"]
+    assert _podman.restore_args("abc", {}, CRIU, False)[-2:] == ["--keep", "abc"]
+
+
+def test_parse_stats():
+    out = """{
+    "podman_checkpoint_duration": 290019,
+    "container_statistics": [{"Id": "4d", "runtime_checkpoint_duration": 246374,
+        "criu_statistics": {"freezing_time": 101835, "frozen_time": 68214, "memdump_time": 665,
+                            "memwrite_time": 142, "pages_scanned": 46, "pages_written": 32}}]
+}"""
+    stats = _podman.parse_stats(out)
+    assert stats["frozen_time"] == 68214 and stats["pages_written"] == 32
+    assert stats["podman_checkpoint_duration"] == 290019 and stats["runtime_checkpoint_duration"] == 246374
+    assert _podman.parse_stats("no json here") == {}
+
+
+def test_summarise_inspect():
+    info = _podman.summarise({"Name": "redis", "Id": "4d", "Image": "01", "ImageName": "localhost/r:lab",
+                              "State": {"Status": "exited", "Pid": 0, "Checkpointed": True},
+                              "Config": {"Labels": {"app": "cache"}}, "HostConfig": {"NetworkMode": "none"},
+                              "NetworkSettings": {"Networks": {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": ""}}}})
+    assert info == {"engine": "podman", "name": "redis", "id": "4d", "image_id": "01", "image_name": "localhost/r:lab",
+                    "state": "exited", "pid": None, "labels": {"app": "cache"}, "addresses": ["10.0.0.2"],
+                    "rss_bytes": 0, "checkpointed": True, "network_mode": "none"}
