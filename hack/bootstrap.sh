@@ -7,7 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=$root/.venv
 
 need_apt=()
-for pkg in python3-venv python3-dev gcc openssh-client iproute2; do
+# rsync and shellcheck: ansible-test's offline runner and its shell lint.
+for pkg in python3-venv python3-dev gcc make openssh-client iproute2 rsync shellcheck git; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -70,7 +70,8 @@ def connect(host: str, port: int, user: str, pkey: t.Any, pins: list[tuple[str, 
     options = transport.get_security_options()
     available = [c for c in PREFERRED_CIPHERS if c in options.ciphers]
     options.ciphers = tuple(available + [c for c in options.ciphers if c not in available])
-    options.key_types = tuple([kt for kt, _ in pins if kt in options.key_types] or options.key_types)
+    pinned_types = [pin[0] for pin in pins]
+    options.key_types = tuple([kt for kt in pinned_types if kt in options.key_types] or options.key_types)
     transport.start_client(timeout=timeout)
     presented = transport.get_remote_server_key()
     if (presented.get_name(), presented.get_base64()) not in pins:

@@ -116,4 +116,3 @@ class TreeEngine(Engine):
             os.unlink(pidfile)
             return True
         return bool(pid)
-

@@ -15,7 +15,7 @@ description:
   - The target's host key must be one of O(host_keys) or be listed for it in O(known_hosts_file);
     unknown keys are refused (no trust on first use).
   - The receiving end (see M(ferry.migrate.transfer_access)) verifies every file's size and SHA-256
-    and makes the bundle appear under its final name only when all match: a partial transfer never
+    and makes the bundle appear under its final name only when all match, so a partial transfer never
     looks complete.
   - Idempotent. When the target already holds the same bundle, verified, nothing is sent.
   - The bundle is verified here before sending.

@@ -1,6 +1,5 @@
 """Foundation on the real lab: idempotent lab, CRIU proven on every host, a pycriu round trip."""
 import os
-import re
 import time
 
 import pytest
@@ -62,7 +61,7 @@ def read_counter(node, port):
 
 
 def test_pycriu_round_trip_of_a_process_tree(clean):
-    ssh("node3", "ferry-lab spawn-tree roundtrip ferry-counter 7101")
+    ssh("node3", "ferry-lab spawn-tree roundtrip python3 /usr/local/lib/ferry-lab/ferry_counter.py 7101")
     time.sleep(0.5)
     before = read_counter("node3", 7101)
     ckpt = module("node3", "ferry.migrate.checkpoint", engine="criu", container="roundtrip")

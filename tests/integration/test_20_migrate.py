@@ -47,7 +47,7 @@ def test_redis_keeps_every_key(clean):
     ssh("node1", "podman run -d --name redis --network none localhost/ferry/redis:lab")
     keys = 3000
     script = "".join("SET k:%d v-%d-%d\\r\\n" % (i, i, i * 31) for i in range(keys))
-    for _ in range(20):
+    for _attempt in range(20):
         if "errors: 0" in ssh("node1", "printf '%s' | podman exec -i redis redis-cli --pipe" % script, check=False):
             break
         time.sleep(0.5)
@@ -75,7 +75,7 @@ def read_counter(node, port):
 
 
 def test_criu_engine_moves_a_process_tree(clean):
-    ssh("node1", "ferry-lab spawn-tree ticker ferry-counter 7201")
+    ssh("node1", "ferry-lab spawn-tree ticker python3 /usr/local/lib/ferry-lab/ferry_counter.py 7201")
     time.sleep(0.5)
     before = read_counter("node1", 7201)
     migrate("ticker", "node1", "node2", migrate_engine="criu")
@@ -109,8 +109,8 @@ def test_check_mode_plans_and_changes_nothing(clean):
     ssh("node2", "podman rm --force --time 0 counter")
     start_counter("node1")
     from lab import playbook
-    proc = playbook("ferry.migrate.migrate", "--check", extra=dict(migrate_container="counter", migrate_source="node1",
-                                                                  migrate_target="node2"), check=True)
+    proc = playbook("ferry.migrate.migrate", "--check", check=True,
+                    extra=dict(migrate_container="counter", migrate_source="node1", migrate_target="node2"))
     assert "Would move podman container counter" in proc.stdout
     assert containers("node1") == ["counter running"] and containers("node2") == []
 

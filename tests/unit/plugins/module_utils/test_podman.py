@@ -10,8 +10,8 @@ def test_checkpoint_args_move_keeps_source_restorable():
 
 
 def test_checkpoint_args_options():
-    args = _podman.checkpoint_args("abc", "/b/c.tar", {"leave_running": True, "tcp_established": True,
-                                                     "file_locks": True, "compress": "zstd"}, CRIU)
+    options = {"leave_running": True, "tcp_established": True, "file_locks": True, "compress": "zstd"}
+    args = _podman.checkpoint_args("abc", "/b/c.tar", options, CRIU)
     assert "--leave-running" in args and "--keep" not in args
     assert {"--tcp-established", "--file-locks"} <= set(args)
     assert args[args.index("--compress") + 1] == "zstd"

@@ -1,0 +1,34 @@
+# Ferry: the two commands of the README, and the pieces they are made of. Run as root.
+SHELL := /bin/bash
+VENV := .venv
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test setup unit sanity integration bench lab-down
+
+## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
+demo: setup
+	ansible-playbook ferry.migrate.demo
+
+## Every test: unit, ansible-test sanity, integration on the real lab (which is torn down at the end).
+test: setup sanity
+	pytest -ra tests/unit tests/integration
+
+setup:
+	hack/bootstrap.sh
+
+unit: setup
+	pytest -q tests/unit
+
+sanity: setup
+	hack/ansible-test.sh sanity --venv --python "$$($(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+integration: setup
+	pytest -ra tests/integration
+
+## Measurements (not tests): figures go to docs/benchmarks.md.
+bench: setup
+	python bench/transfer.py
+
+lab-down: setup
+	ansible-playbook ferry.migrate.lab -e lab_state=absent
