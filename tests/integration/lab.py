@@ -61,6 +61,11 @@ def ssh(host, command, check=True):
     return proc.stdout.strip()
 
 
+def read_counter(node, port):
+    """The count held in memory by the criu engine's lab workload (roles/lab/files/ferry_counter.py)."""
+    return int(ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(64).decode())\"" % port))
+
+
 def migrate(container, source, target, check=True, **extra):
     return playbook("ferry.migrate.migrate", extra=dict(migrate_container=container, migrate_source=source,
                                                         migrate_target=target, **extra), check=check)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import module, playbook, recap, ssh
+from lab import module, playbook, read_counter, recap, ssh
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +54,6 @@ def test_criu_info_names_a_missing_criu(lab):
     facts = module("node1", "ferry.migrate.criu_info", criu_path="/nonexistent/criu")["ansible_facts"]["ferry_criu"]
     assert not facts["ready"]
     assert facts["reasons"] == ["no CRIU binary found at /nonexistent/criu"]
-
-
-def read_counter(node, port):
-    return int(ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(64).decode())\"" % port))
 
 
 def test_pycriu_round_trip_of_a_process_tree(clean):

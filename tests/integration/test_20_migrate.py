@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lab import FILES, migrate, module, ssh
+from lab import FILES, migrate, module, read_counter, ssh
 
 pytestmark = pytest.mark.integration
 
@@ -68,10 +68,6 @@ def test_missing_image_travels_with_the_checkpoint(clean):
     assert "carrying its image" in proc.stdout
     assert count("node2") > before
     assert ssh("node2", "podman image inspect --format '{{.Id}}' %s" % image_id) == image_id
-
-
-def read_counter(node, port):
-    return int(ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(64).decode())\"" % port))
 
 
 def test_criu_engine_moves_a_process_tree(clean):
