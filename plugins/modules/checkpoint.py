@@ -42,13 +42,6 @@ options:
     type: str
     choices: [podman, criu]
     default: podman
-  images_dir:
-    description: Private directory holding checkpoint bundles.
-    type: path
-    default: /var/lib/ferry
-  criu_path:
-    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
-    type: path
   leave_running:
     description: Keep the container running after the checkpoint (a copy, not a move).
     type: bool
@@ -77,6 +70,9 @@ options:
     description: Engine V(criu) only. Directory of the process trees' pidfiles.
     type: path
     default: /run/ferry/trees
+extends_documentation_fragment:
+  - ferry.migrate.common.images
+  - ferry.migrate.common.criu
 attributes:
   check_mode:
     support: full

@@ -18,14 +18,12 @@ options:
   checkpoint_id:
     description: Only this bundle.
     type: str
-  images_dir:
-    description: Private directory holding checkpoint bundles.
-    type: path
-    default: /var/lib/ferry
   verify:
     description: Compute every file's SHA-256 (reads the whole bundle).
     type: bool
     default: true
+extends_documentation_fragment:
+  - ferry.migrate.common.images
 attributes:
   check_mode:
     support: full

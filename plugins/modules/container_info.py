@@ -29,9 +29,8 @@ options:
     description: Engine V(criu) only. Directory of the process trees' pidfiles.
     type: path
     default: /run/ferry/trees
-  criu_path:
-    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
-    type: path
+extends_documentation_fragment:
+  - ferry.migrate.common.criu
 attributes:
   check_mode:
     support: full

@@ -40,17 +40,13 @@ options:
     description: Must match the bundle's engine; defaults to it.
     type: str
     choices: [podman, criu]
-  images_dir:
-    description: Private directory holding checkpoint bundles.
-    type: path
-    default: /var/lib/ferry
-  criu_path:
-    description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
-    type: path
   cpu_check:
     description: Refuse to restore when CRIU says this CPU cannot run the dumped processes.
     type: bool
     default: true
+extends_documentation_fragment:
+  - ferry.migrate.common.images
+  - ferry.migrate.common.criu
 attributes:
   check_mode:
     support: full

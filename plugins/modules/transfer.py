@@ -57,14 +57,12 @@ options:
     type: str
     choices: [none, zstd]
     default: none
-  images_dir:
-    description: Private directory holding checkpoint bundles (the same path on both hosts).
-    type: path
-    default: /var/lib/ferry
   timeout:
     description: Seconds to wait for the target at any one step.
     type: int
     default: 300
+extends_documentation_fragment:
+  - ferry.migrate.common.images
 attributes:
   check_mode:
     support: full

@@ -35,10 +35,6 @@ options:
   source_address:
     description: IP address the source connects from; connections from anywhere else are refused.
     type: str
-  images_dir:
-    description: Private directory holding checkpoint bundles.
-    type: path
-    default: /var/lib/ferry
   authorized_keys:
     description: The authorized_keys file of the login user.
     type: path
@@ -47,6 +43,8 @@ options:
     description: Interpreter that runs the receiver.
     type: path
     default: /usr/bin/python3
+extends_documentation_fragment:
+  - ferry.migrate.common.images
 attributes:
   check_mode:
     support: full
@@ -84,6 +82,7 @@ receiver:
 
 import fcntl
 import glob
+import io
 import ipaddress
 import os
 import pkgutil
@@ -112,6 +111,30 @@ def host_keys():
         if len(parts) >= 2:
             keys.append("%s %s" % (parts[0], parts[1]))
     return keys
+
+
+def update_authorized_keys(path, checkpoint_id, wanted, check_mode):
+    """Replace this checkpoint's grant by ``wanted`` (None removes it).
+
+    Returns (changed, whether any Ferry grant remains). Concurrent migrations to this host edit the
+    same file, so the edit holds an exclusive lock.
+    """
+    def edit(lines):
+        kept = [line for line in lines if not line.endswith(" " + MARK + checkpoint_id)] + ([wanted] if wanted else [])
+        return kept, kept != lines, any(MARK in line for line in kept)
+
+    if check_mode:
+        with open(path, encoding="utf-8") if os.path.exists(path) else io.StringIO() as handle:
+            return edit(handle.read().splitlines())[1:]
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        kept, changed, others = edit(handle.read().splitlines())
+        if changed:
+            handle.seek(0)
+            handle.truncate()
+            handle.write("".join(line + "\n" for line in kept))
+    return changed, others
 
 
 def main():
@@ -148,25 +171,7 @@ def main():
             module.fail_json(msg="source_address must be an IP address, not %r" % params["source_address"])
         wanted = grant_line(public_key, source, params["receiver_python"], receiver, images_dir, checkpoint_id)
 
-    auth = params["authorized_keys"]
-    changed = False
-    if not module.check_mode:
-        os.makedirs(os.path.dirname(auth), mode=0o700, exist_ok=True)
-    with open(auth if os.path.exists(auth) or not module.check_mode else os.devnull, "a+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # concurrent migrations to this host edit the same file
-        handle.seek(0)
-        lines = handle.read().splitlines()
-        kept = [line for line in lines if not line.endswith(" " + MARK + checkpoint_id)]
-        if wanted:
-            kept.append(wanted)
-        changed = kept != lines
-        if changed and not module.check_mode:
-            handle.seek(0)
-            handle.truncate()
-            handle.write("".join(line + "\n" for line in kept))
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o600)
-        others = any(MARK in line for line in kept)
+    changed, others = update_authorized_keys(params["authorized_keys"], checkpoint_id, wanted, module.check_mode)
 
     code = pkgutil.get_data(_receiver.__name__.rsplit(".", 1)[0], "_receiver.py")
     if not module.check_mode:
