@@ -18,10 +18,11 @@ import re
 import shutil
 import typing as t
 
+# The receiving end is installed alone on hosts, so the naming rules live there.
+from ansible_collections.ferry.migrate.plugins.module_utils import _wire
+
 MANIFEST = "manifest.json"
 FORMAT = 1
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
 CHUNK = 1 << 20
 
 
@@ -31,14 +32,14 @@ class BundleError(Exception):
 
 def check_id(checkpoint_id: str) -> str:
     """A checkpoint id names a directory: letters, digits, ``_.-``, no leading dot, no slash."""
-    if not isinstance(checkpoint_id, str) or not _ID.match(checkpoint_id) or ".." in checkpoint_id:
+    if not _wire.valid_id(checkpoint_id):
         raise BundleError("checkpoint_id %r must be 1-128 of [A-Za-z0-9_.-], starting with a letter or digit"
                           % (checkpoint_id,))
     return checkpoint_id
 
 
 def check_file_name(name: str) -> str:
-    if not isinstance(name, str) or not _FILE.match(name) or name == MANIFEST:
+    if not _wire.valid_file_name(name):
         raise BundleError("bundle file name %r is not a plain file name" % (name,))
     return name
 

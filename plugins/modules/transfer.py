@@ -7,11 +7,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: transfer
-short_description: Send a checkpoint bundle straight from this host to the target host over SSH
+short_description: Send a checkpoint bundle from this host to the target host over SSH
 version_added: 0.1.0
 description:
   - Runs on the source host. Streams the bundle C(<images_dir>/<checkpoint_id>) to O(target) with
     paramiko, not through the controller.
+  - The SSH channel authenticates both ends and carries a per-transfer AES-128-GCM key; the bytes then
+    flow over a second TCP connection to the target, sealed with that key, because SSH in Python is
+    slower than C(scp). Where a firewall refuses that connection, the SSH channel carries the bytes.
+  - With O(route=controller), for hosts that cannot reach each other, the controller connects to both
+    and relays the bytes through its memory (never its disk); the source needs a sending grant from
+    M(ferry.migrate.transfer_access) with O(ferry.migrate.transfer_access#module:direction=send).
   - The target's host key must be one of O(host_keys) or be listed for it in O(known_hosts_file);
     unknown keys are refused (no trust on first use).
   - The receiving end (see M(ferry.migrate.transfer_access)) verifies every file's size and SHA-256
@@ -57,6 +63,24 @@ options:
     type: str
     choices: [none, zstd]
     default: none
+  route:
+    description:
+      - V(direct) sends from the source host to the target.
+      - V(controller) relays through the controller, which connects to O(source_address) and O(target).
+    type: str
+    choices: [direct, controller]
+    default: direct
+  source_address:
+    description: Address the controller reaches the source at. Required with O(route=controller).
+    type: str
+  source_port:
+    description: SSH port of the source, with O(route=controller).
+    type: int
+    default: 22
+  source_host_keys:
+    description: The source's host public keys, with O(route=controller).
+    type: list
+    elements: str
   timeout:
     description: Seconds to wait for the target at any one step.
     type: int
@@ -67,6 +91,9 @@ attributes:
   check_mode:
     support: full
     description: Connects and asks whether the target holds the bundle; sends nothing.
+  action:
+    support: full
+    description: An action plugin runs O(route=controller) on the controller.
 seealso:
   - module: ferry.migrate.transfer_access
   - module: ferry.migrate.checkpoint
@@ -87,6 +114,17 @@ EXAMPLES = r"""
     target: node2.example.com
     private_key_file: /root/.ssh/ferry
     known_hosts_file: /root/.ssh/known_hosts
+
+- name: Relay through the controller (node1 cannot reach node2)
+  ferry.migrate.transfer:
+    checkpoint_id: redis-1
+    route: controller
+    source_address: 10.199.0.11
+    source_host_keys: "{{ source_access.host_keys }}"
+    target: 10.199.0.12
+    private_key: "{{ transfer_key.private_key }}"
+    host_keys: "{{ access.host_keys }}"
+  delegate_to: node1
 """
 
 RETURN = r"""
@@ -107,7 +145,13 @@ throughput_mib_s:
   returned: always
   type: float
 cipher:
-  description: The SSH cipher negotiated.
+  description: The SSH cipher negotiated with the target.
+  returned: always
+  type: str
+data_path:
+  description:
+    - How the bytes travelled; null when nothing was sent.
+    - V(tcp) is the sealed direct connection, V(ssh) the SSH channel, V(controller) the relay.
   returned: always
   type: str
 phase:
@@ -124,35 +168,17 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _eng
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            checkpoint_id=dict(type="str", required=True),
-            target=dict(type="str", required=True),
-            port=dict(type="int", default=22),
-            user=dict(type="str", default="root"),
-            private_key=dict(type="str", no_log=True),
-            private_key_file=dict(type="path"),
-            host_keys=dict(type="list", elements="str", no_log=False),
-            known_hosts_file=dict(type="path"),
-            compress=dict(type="str", choices=["none", "zstd"], default="none"),
-            images_dir=dict(type="path", default="/var/lib/ferry"),
-            timeout=dict(type="int", default=300),
-        ),
-        required_one_of=[("private_key", "private_key_file"), ("host_keys", "known_hosts_file")],
-        mutually_exclusive=[("private_key", "private_key_file")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=_transport.ARGUMENT_SPEC, supports_check_mode=True, **_transport.CONSTRAINTS)
+    params = module.params
+    if params["route"] == "controller":
+        module.fail_json(msg="route=controller is handled on the controller by the action plugin ferry.migrate.transfer; "
+                             "call the module by that name")
     if not _transport.HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib("paramiko"), exception=str(_transport.PARAMIKO_IMPORT_ERROR))
-    params = module.params
-    if not 0 < params["port"] < 65536:
-        module.fail_json(msg="port must be 1 to 65535, not %d" % params["port"])
-    try:
-        _bundle.check_id(params["checkpoint_id"])
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="checkpoint_id: %s" % exc)
+    problem = _transport.check_params(params)
+    if problem:
+        module.fail_json(msg=problem)
     path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
-    size = _bundle.total_bytes(manifest)
     try:
         pins = _transport.pinned_keys(params["target"], params["port"], params["host_keys"], params["known_hosts_file"])
         pkey = _transport.load_private_key(params["private_key"], params["private_key_file"])
@@ -164,10 +190,7 @@ def main():
             transport.close()
     except (_transport.TransportError, _transport.paramiko.SSHException, socket.error, ValueError) as exc:
         _engines.fail(module, "transfer", exc)
-    moved = not sent["have"]
-    throughput = round(size / 1048576.0 / sent["seconds"], 1) if moved and sent["seconds"] and not module.check_mode else None
-    module.exit_json(changed=moved, bytes=size, sent_bytes=sent["sent_bytes"], seconds=sent["seconds"],
-                     throughput_mib_s=throughput, cipher=cipher)
+    module.exit_json(**_transport.summary(sent, _bundle.total_bytes(manifest), cipher, module.check_mode))
 
 
 if __name__ == "__main__":

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: transfer_access
-short_description: Let one source host deliver one checkpoint to this host, once
+short_description: Let one peer deliver (or fetch) one checkpoint on this host, once
 version_added: 0.1.0
 description:
   - Runs on the target of a migration. With O(state=present), authorises O(public_key) for root's SSH
     login restricted to connections from O(source_address), with no terminal, no forwarding and a
     forced command that can only receive the bundle O(checkpoint_id) into O(images_dir) (it verifies
     every file's size and SHA-256 and makes the bundle appear atomically).
+  - With O(direction=send), runs on the source instead and the forced command can only hand out that
+    bundle, for a transfer relayed by the controller (P(ferry.migrate.transfer#module) with
+    O(ferry.migrate.transfer#module:route=controller)).
   - Returns this host's SSH host public keys, read from the host itself, so the source can pin them.
-  - With O(state=absent), removes the authorisation (and the receiver once no authorisation is left).
+  - With O(state=absent), removes the authorisation (and the program once no authorisation is left).
   - No standing trust between hosts is needed; the migrate role mints a key pair per migration with
     lookup P(ferry.migrate.transfer_keypair#lookup) and removes its authorisation afterwards.
 author: Ferry developers (@ferry-migrate)
@@ -32,15 +35,23 @@ options:
   public_key:
     description: OpenSSH public key (C(type base64)) to authorise. Required with O(state=present).
     type: str
+  direction:
+    description: Whether the key may V(receive) the bundle here or V(send) it from here.
+    type: str
+    choices: [receive, send]
+    default: receive
   source_address:
-    description: IP address the source connects from; connections from anywhere else are refused.
+    description:
+      - IP address the peer connects from; connections from anywhere else are refused.
+      - Default, the address of the SSH connection this module runs over, that is the controller's,
+        which is the peer of a relayed transfer. Give the source host's address for a direct one.
     type: str
   authorized_keys:
     description: The authorized_keys file of the login user.
     type: path
     default: /root/.ssh/authorized_keys
-  receiver_python:
-    description: Interpreter that runs the receiver.
+  python:
+    description: Interpreter that runs the forced command.
     type: path
     default: /usr/bin/python3
 extends_documentation_fragment:
@@ -74,8 +85,8 @@ host_keys:
   returned: state=present
   type: list
   elements: str
-receiver:
-  description: Path of the receiver program.
+program:
+  description: Path of the program the key runs (the wire protocol's end, stdlib Python).
   returned: always
   type: str
 """
@@ -91,15 +102,15 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
-# Imported so that Ansible ships it with this module: it is installed on this host as the receiver.
-from ansible_collections.ferry.migrate.plugins.module_utils import _receiver
+# Imported so that Ansible ships it with this module: it is installed on this host as the forced command.
+from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 MARK = "ferry-transfer:"
 
 
-def grant_line(public_key, source_address, python, receiver, images_dir, checkpoint_id):
-    command = "%s %s %s %s" % (python, receiver, images_dir, checkpoint_id)
+def grant_line(public_key, source_address, python, program, direction, images_dir, checkpoint_id):
+    command = "%s %s %s %s %s" % (python, program, direction, images_dir, checkpoint_id)
     return 'from="%s",restrict,command="%s" %s %s%s' % (source_address, command, public_key, MARK, checkpoint_id)
 
 
@@ -143,12 +154,13 @@ def main():
             checkpoint_id=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             public_key=dict(type="str"),
+            direction=dict(type="str", choices=["receive", "send"], default="receive"),
             source_address=dict(type="str"),
             images_dir=dict(type="path", default="/var/lib/ferry"),
             authorized_keys=dict(type="path", default="/root/.ssh/authorized_keys"),
-            receiver_python=dict(type="path", default="/usr/bin/python3"),
+            python=dict(type="path", default="/usr/bin/python3"),
         ),
-        required_if=[("state", "present", ("public_key", "source_address"))],
+        required_if=[("state", "present", ("public_key",))],
         supports_check_mode=True,
     )
     params = module.params
@@ -156,36 +168,41 @@ def main():
         checkpoint_id = _bundle.check_id(params["checkpoint_id"])
     except _bundle.BundleError as exc:
         module.fail_json(msg="checkpoint_id: %s" % exc)
+    # Both paths go into the key's forced command: nothing there may be read as sshd syntax.
+    for name in ("images_dir", "python"):
+        if not re.match(r"^/[A-Za-z0-9_./-]+$", params[name]) or ".." in params[name].split("/"):
+            module.fail_json(msg="%s must be an absolute path of [A-Za-z0-9_./-], not %r" % (name, params[name]))
     images_dir = params["images_dir"]
-    if not re.match(r"^/[A-Za-z0-9_./-]+$", images_dir) or ".." in images_dir.split("/"):
-        module.fail_json(msg="images_dir must be an absolute path of [A-Za-z0-9_./-], not %r" % images_dir)
-    receiver = os.path.join(images_dir, ".ferry-receive.py")
+    program = os.path.join(images_dir, ".ferry-wire.py")
     wanted = None
     if params["state"] == "present":
         public_key = " ".join(params["public_key"].split()[:2])
         if not _PUBLIC_KEY.match(public_key):
             module.fail_json(msg="public_key must be an OpenSSH public key such as 'ssh-ed25519 AAAA...'")
+        address = params["source_address"] or os.environ.get("SSH_CONNECTION", "").split(" ")[0]
+        if not address:
+            module.fail_json(msg="source_address is required: this module does not run over SSH, so the controller's address is unknown")
         try:
-            source = str(ipaddress.ip_address(params["source_address"]))
+            source = str(ipaddress.ip_address(address))
         except ValueError:
-            module.fail_json(msg="source_address must be an IP address, not %r" % params["source_address"])
-        wanted = grant_line(public_key, source, params["receiver_python"], receiver, images_dir, checkpoint_id)
+            module.fail_json(msg="source_address must be an IP address, not %r" % address)
+        wanted = grant_line(public_key, source, params["python"], program, params["direction"], images_dir, checkpoint_id)
 
     changed, others = update_authorized_keys(params["authorized_keys"], checkpoint_id, wanted, module.check_mode)
 
-    code = pkgutil.get_data(_receiver.__name__.rsplit(".", 1)[0], "_receiver.py")
+    code = pkgutil.get_data(_wire.__name__.rsplit(".", 1)[0], "_wire.py")
     if not module.check_mode:
         _bundle.make_private_dir(images_dir)
         if others:
-            current = open(receiver, "rb").read() if os.path.exists(receiver) else None
+            current = open(program, "rb").read() if os.path.exists(program) else None
             if current != code:
-                with open(os.open(receiver + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
+                with open(os.open(program + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
                     out.write(code)
-                os.replace(receiver + ".tmp", receiver)
+                os.replace(program + ".tmp", program)
                 changed = True
-        elif os.path.exists(receiver):
-            os.unlink(receiver)
-    result = dict(changed=changed, receiver=receiver)
+        elif os.path.exists(program):
+            os.unlink(program)
+    result = dict(changed=changed, program=program)
     if params["state"] == "present":
         result["host_keys"] = host_keys()
     module.exit_json(**result)

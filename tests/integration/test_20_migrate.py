@@ -38,9 +38,24 @@ def test_podman_counter_keeps_counting(clean):
     assert after > before, "the counter was reset: %d before, %d after" % (before, after)
     assert containers("node1") == [] and containers("node2") == ["counter running"]
     assert images_dir("node1") == "" and images_dir("node2") == ""
-    assert "downtime" in proc.stdout
+    assert "downtime" in proc.stdout and "by tcp;" in proc.stdout  # the sealed direct data path
     time.sleep(0.5)
     assert count("node2") > after  # still counting
+
+
+def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
+    ssh("node1", "iptables -I OUTPUT -d 10.199.0.12 -j REJECT")
+    try:
+        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/10.199.0.12/22' 2>/dev/null && echo reachable || echo blocked") == "blocked"
+        before = start_counter("node1")
+        proc = migrate("counter", "node1", "node2", migrate_route="controller")
+    finally:
+        ssh("node1", "iptables -D OUTPUT -d 10.199.0.12 -j REJECT")
+    assert "by controller;" in proc.stdout
+    assert count("node2") > before
+    assert containers("node1") == [] and containers("node2") == ["counter running"]
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+    assert "ferry-transfer" not in ssh("node1", "cat /root/.ssh/authorized_keys; echo") + ssh("node2", "cat /root/.ssh/authorized_keys; echo")
 
 
 def test_redis_keeps_every_key(clean):

@@ -1,0 +1,395 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Ferry's checkpoint wire protocol, both ends.
+
+Module ferry.migrate.transfer_access installs this file on a host as a standalone script and makes it
+the forced command of a one-time SSH key, so the key can do nothing but deliver (``receive``) or hand
+out (``send``, for a relay through the controller) one checkpoint bundle. It therefore depends on the
+standard library only, plus ``cryptography`` when present for the fast data path, and trusts nothing
+it reads. Module ferry.migrate.transfer uses the same ``send`` over paramiko.
+
+Protocol on the SSH channel (sender -> receiver unless noted):
+  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool, "data_key": hex|null}
+  2. receiver -> sender, one JSON line: {"have": bool, "data_port": int|null}; the transfer ends there
+     when the bundle is already complete on the target, or when the sender only probes
+  3. for each manifest file, in order, records ended by an empty one. Either on the SSH channel as
+     <4-byte big-endian length><data> (an empty record is length 0), or -- when the sender offered a
+     data key and the receiver opened ``data_port`` -- on a TCP connection from the sender as
+     <4-byte length><AES-128-GCM ciphertext>, nonce = record counter, an empty plaintext ending a file.
+     That data path skips SSH's per-packet work in Python, which otherwise caps a transfer below scp;
+     the key travels inside the authenticated SSH channel, is used for one transfer only, and a record
+     that fails authentication aborts the transfer.
+  4. receiver -> sender on the SSH channel, one JSON line: {"ok": bool, "bytes": int, "data_path":
+     "tcp"|"ssh", "error": str}
+Files are written under <images_dir>/.partial-<id>, verified against the manifest's sizes and SHA-256
+while they stream, and renamed to <images_dir>/<id> only when every one matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # the SSH channel carries the data instead
+    AESGCM = None
+
+MAX_HEADER = 1 << 20
+CHUNK = 1 << 20
+MAX_CHUNK = 16 << 20
+TAG = 16
+_LENGTH = struct.Struct(">I")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
+
+
+class WireError(Exception):
+    pass
+
+
+def valid_id(checkpoint_id):
+    """A checkpoint id names a directory: letters, digits, ``_.-``, no leading dot, no slash."""
+    return isinstance(checkpoint_id, str) and bool(_ID.match(checkpoint_id)) and ".." not in checkpoint_id
+
+
+def valid_file_name(name):
+    return isinstance(name, str) and bool(_FILE.match(name)) and name != "manifest.json"
+
+
+# ---- records -------------------------------------------------------------------------------------
+
+class Sealer:
+    """AES-128-GCM records with a counter nonce: records cannot be replayed, reordered or forged."""
+
+    def __init__(self, key):
+        self._aead = AESGCM(key)
+        self._counter = 0
+
+    def _nonce(self):
+        self._counter += 1
+        return self._counter.to_bytes(12, "big")
+
+    def seal(self, data):
+        return self._aead.encrypt(self._nonce(), data, None)
+
+    def open(self, sealed):
+        try:
+            return self._aead.decrypt(self._nonce(), sealed, None)
+        except InvalidTag:
+            raise WireError("a data record failed authentication") from None
+
+
+def record(payload):
+    """One record as bytes (the sender writes the length and the payload apart, to spare a copy)."""
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def with_end_mark(chunks):
+    """A file's chunks followed by the empty chunk that ends it on the wire."""
+    yield from chunks
+    yield b""
+
+
+def file_chunks(path, compress):
+    """A file's content in chunks, compressed with zstd on the way when asked."""
+    if compress == "zstd":
+        with subprocess.Popen(["zstd", "-q", "-1", "-T0", "-c", path], stdout=subprocess.PIPE) as proc:
+            yield from iter(lambda: proc.stdout.read(CHUNK), b"")
+            if proc.wait() != 0:
+                raise WireError("zstd failed on %s" % path)
+    else:
+        with open(path, "rb") as handle:
+            yield from iter(lambda: handle.read(CHUNK), b"")
+
+
+def _read_exact(stream, size):
+    first = stream.read(size)  # buffered streams return it whole, without a copy here
+    if len(first) == size:
+        return first
+    data = bytearray(first)
+    while len(data) < size:
+        block = stream.read(size - len(data))
+        if not block:
+            raise WireError("stream ended early")
+        data += block
+    return bytes(data)
+
+
+def read_chunks(stream, sealer=None):
+    """Chunks of one file from a record stream, up to its empty end record."""
+    while True:
+        (length,) = _LENGTH.unpack(_read_exact(stream, 4))
+        if length > MAX_CHUNK + TAG or (sealer and length < TAG):
+            raise WireError("record of %d bytes is out of bounds" % length)
+        data = _read_exact(stream, length)
+        if sealer:
+            data = sealer.open(data)
+        if not data:
+            return
+        yield data
+
+
+# ---- sending -------------------------------------------------------------------------------------
+
+def _answer(readline):
+    line = readline()
+    if not line:
+        raise WireError("the target closed the transfer without a reason")
+    message = json.loads(line)
+    if message.get("ok") is False:
+        raise WireError("the target refused the checkpoint: %s" % message.get("error"))
+    return message
+
+
+def send(bundle_dir, manifest, write, readline, compress="none", probe=False, data_host=None, timeout=30):
+    """Run the sending side over a control channel (``write`` bytes, ``readline`` -> bytes).
+
+    With ``data_host``, offers the encrypted TCP data path to that address. Returns
+    {"have", "sent_bytes", "data_path"}.
+    """
+    key = os.urandom(16) if data_host and AESGCM and not probe else None
+    write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe,
+                      "data_key": key.hex() if key else None}).encode() + b"\n")
+    answer = _answer(readline)
+    if answer["have"] or probe:
+        return {"have": answer["have"], "sent_bytes": 0, "data_path": None}
+    data = None
+    if key and answer.get("data_port"):
+        try:
+            data = socket.create_connection((data_host, int(answer["data_port"])), timeout=5)
+        except OSError:
+            data = None  # a firewall between the hosts: the SSH channel carries the data
+    sealer = Sealer(key) if data else None
+    out = data.sendall if data else write
+    sent = 0
+    try:
+        if data:
+            data.settimeout(timeout)
+        for entry in manifest["files"]:
+            for chunk in with_end_mark(file_chunks(os.path.join(bundle_dir, entry["name"]), compress)):
+                payload = sealer.seal(chunk) if sealer else chunk
+                out(_LENGTH.pack(len(payload)))  # apart from the payload, which is not copied again
+                out(payload)
+                sent += 4 + len(payload)
+        if data:
+            data.shutdown(socket.SHUT_WR)
+    except OSError:
+        # The receiver hung up: its reply says why.
+        _answer(readline)
+        raise
+    finally:
+        if data:
+            data.close()
+    answer = _answer(readline)
+    return {"have": False, "sent_bytes": sent, "data_path": answer.get("data_path")}
+
+
+# ---- receiving -----------------------------------------------------------------------------------
+
+def _check_manifest(manifest, checkpoint_id):
+    if not isinstance(manifest, dict) or manifest.get("id") != checkpoint_id:
+        raise WireError("this key may only deliver checkpoint %s" % checkpoint_id)
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise WireError("manifest has no file list")
+    names = set()
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise WireError("bad manifest entry")
+        name, size, digest = entry.get("name"), entry.get("size"), entry.get("sha256")
+        if not valid_file_name(name) or name in names:
+            raise WireError("bad file name %r" % (name,))
+        if not isinstance(size, int) or size < 0:
+            raise WireError("bad size for %s" % name)
+        if not isinstance(digest, str) or not re.match(r"^[0-9a-f]{64}$", digest):
+            raise WireError("bad sha256 for %s" % name)
+        names.add(name)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _complete(path, manifest):
+    """The final bundle exists, has this manifest and verifies."""
+    try:
+        with open(os.path.join(path, "manifest.json"), encoding="utf-8") as handle:
+            if json.load(handle) != manifest:
+                return False
+    except (OSError, ValueError):
+        return False
+    return all(os.path.isfile(os.path.join(path, e["name"])) and os.path.getsize(os.path.join(path, e["name"])) == e["size"]
+               and _sha256(os.path.join(path, e["name"])) == e["sha256"] for e in manifest["files"])
+
+
+def _receive_file(chunks, path, entry, compress):
+    # No fsync: nothing depends on these bytes surviving a crash of this host. The source keeps its
+    # stopped copy until the restore here succeeded, and every restore re-verifies the SHA-256.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        digest = hashlib.sha256()
+        unzstd = None
+        if compress == "zstd":
+            unzstd = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=out)  # pylint: disable=consider-using-with
+        write = unzstd.stdin.write if unzstd else out.write
+        received = 0
+        # Writing chunk n overlaps receiving, decrypting and hashing chunk n+1 (each releases the GIL):
+        # the page cache is the slowest stage here.
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending = None
+            for data in chunks:
+                received += len(data)
+                if not unzstd:
+                    if received > entry["size"]:
+                        raise WireError("%s is larger than its manifest says" % entry["name"])
+                    digest.update(data)
+                if pending:
+                    pending.result()
+                pending = writer.submit(write, data)
+            if pending:
+                pending.result()
+        if unzstd:
+            unzstd.stdin.close()
+            if unzstd.wait() != 0:
+                raise WireError("zstd could not decompress %s" % entry["name"])
+    if os.path.getsize(path) != entry["size"]:
+        raise WireError("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(path), entry["size"]))
+    if (_sha256(path) if unzstd else digest.hexdigest()) != entry["sha256"]:
+        raise WireError("%s does not match its sha256" % entry["name"])
+    return received
+
+
+def _ssh_connection():
+    """(client address, server address) of the SSH session running this program, if any."""
+    parts = os.environ.get("SSH_CONNECTION", "").split()
+    return (parts[0], parts[2]) if len(parts) == 4 else (None, None)
+
+
+def _listen(key_hex):
+    """A listener for the data path on the address the sender reached over SSH, or None."""
+    client, server = _ssh_connection()
+    if not (key_hex and AESGCM and server):
+        return None
+    try:
+        listener = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((server, 0))
+        listener.listen(4)
+        return listener
+    except OSError:
+        return None
+
+
+def _data_stream(control, listener, timeout):
+    """Where the records come from: the sender's TCP connection when it makes one, else the channel."""
+    if listener is None:
+        return control, "ssh"
+    client = _ssh_connection()[0]
+    while True:
+        ready = select.select([control, listener], [], [], timeout)[0]
+        if not ready:
+            raise WireError("no data arrived within %d s" % timeout)
+        if listener not in ready:
+            return control, "ssh"
+        conn, peer = listener.accept()
+        if peer[0] == client:  # anyone else is not the sender; the record keys would refuse it anyway
+            conn.settimeout(timeout)
+            return conn.makefile("rb"), "tcp"
+        conn.close()
+
+
+def receive(images_dir, checkpoint_id, control, reply, timeout=300):
+    """Receive one bundle; returns the reply dict that was sent last."""
+    if not valid_id(checkpoint_id):
+        raise WireError("invalid checkpoint id")
+    header = json.loads(control.readline(MAX_HEADER) or b"null")
+    if not isinstance(header, dict):
+        raise WireError("no header")
+    manifest, compress = header.get("manifest"), header.get("compress", "none")
+    _check_manifest(manifest, checkpoint_id)
+    if compress not in ("none", "zstd"):
+        raise WireError("unknown compression %r" % (compress,))
+    final = os.path.join(images_dir, checkpoint_id)
+    have = _complete(final, manifest)
+    listener = None if have or header.get("probe") else _listen(header.get("data_key"))
+    reply({"have": have, "data_port": listener.getsockname()[1] if listener else None})
+    if have or header.get("probe"):
+        return {"have": have}
+    partial = os.path.join(images_dir, ".partial-" + checkpoint_id)
+    if os.path.lexists(partial):
+        shutil.rmtree(partial)
+    os.makedirs(partial, mode=0o700)
+    received = 0
+    try:
+        stream, data_path = _data_stream(control, listener, timeout)
+        if listener:
+            listener.close()
+        sealer = Sealer(bytes.fromhex(header["data_key"])) if data_path == "tcp" else None
+        for entry in manifest["files"]:
+            chunks = read_chunks(stream, sealer)
+            received += _receive_file(chunks, os.path.join(partial, entry["name"]), entry, compress)
+        with open(os.open(os.path.join(partial, "manifest.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                  "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+        if os.path.lexists(final):
+            shutil.rmtree(final)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    result = {"ok": True, "bytes": received, "data_path": data_path}
+    reply(result)
+    return result
+
+
+# ---- the installed script ------------------------------------------------------------------------
+
+def main(argv=None):
+    """``receive IMAGES_DIR ID`` or ``send IMAGES_DIR ID`` (options as one JSON line on stdin)."""
+    argv = sys.argv[1:] if argv is None else argv
+    out, control = sys.stdout.buffer, sys.stdin.buffer
+
+    def write(data):
+        out.write(data)
+        out.flush()
+
+    if len(argv) != 3 or argv[0] not in ("receive", "send"):
+        sys.stderr.write("usage: %s receive|send IMAGES_DIR CHECKPOINT_ID\n" % sys.argv[0])
+        return 2
+    mode, images_dir, checkpoint_id = argv
+    try:
+        if mode == "receive":
+            receive(images_dir, checkpoint_id, control, lambda message: write(json.dumps(message).encode() + b"\n"))
+        else:
+            if not valid_id(checkpoint_id):
+                raise WireError("invalid checkpoint id")
+            options = json.loads(control.readline(MAX_HEADER) or b"{}")
+            bundle_dir = os.path.join(images_dir, checkpoint_id)
+            with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as handle:
+                manifest = json.load(handle)
+            send(bundle_dir, manifest, write, control.readline, options.get("compress", "none"), bool(options.get("probe")))
+    except Exception as exc:  # pylint: disable=broad-except
+        if mode == "receive":
+            write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+        sys.stderr.write("%s\n" % exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Both ends of the wire protocol against each other in one process: no SSH, real pipes and sockets."""
+import io
+import json
+import os
+import threading
+
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _wire
+
+
+@pytest.fixture
+def source(tmp_path):
+    images = tmp_path / "src"
+    partial = _bundle.start(str(images), "c1")
+    with open(os.path.join(partial, "pages-1.img"), "wb") as handle:
+        handle.write(os.urandom(3 << 20) + b"\0" * (1 << 20))
+    with open(os.path.join(partial, "empty.img"), "wb"):
+        pass
+    manifest = _bundle.finalise(str(images), "c1", {"engine": "criu", "container": {"name": "c", "id": "c"}})
+    return str(images / "c1"), manifest
+
+
+@pytest.fixture
+def target(tmp_path):
+    path = tmp_path / "dst"
+    path.mkdir()
+    return path
+
+
+def transfer(bundle_dir, manifest, target, compress="none", data_host=None, probe=False):
+    """Sender and receiver over two pipes, the receiver in a thread as sshd would run it."""
+    to_receiver_r, to_receiver_w = os.pipe()
+    to_sender_r, to_sender_w = os.pipe()
+    control, answers = os.fdopen(to_receiver_r, "rb"), os.fdopen(to_sender_r, "rb")
+    out_control, out_answers = os.fdopen(to_receiver_w, "wb", buffering=0), os.fdopen(to_sender_w, "wb", buffering=0)
+    outcome = {}
+
+    def receiver():
+        try:
+            outcome["result"] = _wire.receive(str(target), "c1", control, lambda m: out_answers.write(json.dumps(m).encode() + b"\n"), 10)
+        except _wire.WireError as exc:
+            outcome["error"] = exc
+            out_answers.write(json.dumps({"ok": False, "error": str(exc)}).encode() + b"\n")
+        out_answers.close()
+
+    thread = threading.Thread(target=receiver)
+    thread.start()
+    try:
+        sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, data_host)
+    finally:
+        out_control.close()
+        thread.join(10)
+    return sent, outcome
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_roundtrip_over_the_channel_lands_verified_bundle(target, source, compress):
+    sent, outcome = transfer(*source, target, compress)
+    assert sent["data_path"] == "ssh" and outcome["result"]["ok"]
+    assert _bundle.verify(str(target / "c1")) == []
+    # Already there: nothing is sent the second time.
+    sent, outcome = transfer(*source, target)
+    assert sent == {"have": True, "sent_bytes": 0, "data_path": None} and outcome["result"] == {"have": True}
+
+
+@pytest.mark.parametrize("compress", ["none", "zstd"])
+def test_sealed_tcp_data_path(monkeypatch, target, source, compress):
+    monkeypatch.setenv("SSH_CONNECTION", "127.0.0.1 50000 127.0.0.1 22")
+    sent, outcome = transfer(*source, target, compress, data_host="127.0.0.1")
+    assert sent["data_path"] == "tcp" and outcome["result"]["data_path"] == "tcp"
+    assert _bundle.verify(str(target / "c1")) == []
+
+
+def test_unreachable_data_port_falls_back_to_the_channel(monkeypatch, target, source):
+    monkeypatch.setenv("SSH_CONNECTION", "127.0.0.1 50000 127.0.0.1 22")
+
+    def firewalled(*args, **kwargs):
+        raise ConnectionRefusedError()
+
+    monkeypatch.setattr(_wire.socket, "create_connection", firewalled)
+    sent, outcome = transfer(*source, target, data_host="127.0.0.1")
+    assert sent["data_path"] == "ssh" and _bundle.verify(str(target / "c1")) == []
+
+
+def test_probe_sends_nothing(target, source):
+    sent, outcome = transfer(*source, target, probe=True)
+    assert sent["sent_bytes"] == 0 and os.listdir(target) == []
+
+
+def test_forged_record_fails_authentication(target, source):
+    bundle_dir, manifest = source
+    sealer, forger = _wire.Sealer(b"k" * 16), _wire.Sealer(b"x" * 16)
+    stream = io.BytesIO(_wire.record(forger.seal(b"evil")) + _wire.record(forger.seal(b"")))
+    with pytest.raises(_wire.WireError, match="failed authentication"):
+        list(_wire.read_chunks(stream, sealer))
+    # A replayed record (same key, wrong position) fails too.
+    first = _wire.record(_wire.Sealer(b"k" * 16).seal(b"page"))
+    with pytest.raises(_wire.WireError, match="failed authentication"):
+        list(_wire.read_chunks(io.BytesIO(first + first), _wire.Sealer(b"k" * 16)))
+
+
+def plain_stream(bundle_dir, manifest, tamper=None):
+    header = json.dumps({"manifest": manifest}).encode() + b"\n"
+    records = b"".join(_wire.record(chunk) for e in manifest["files"]
+                       for chunk in _wire.with_end_mark(_wire.file_chunks(os.path.join(bundle_dir, e["name"]), "none")))
+    return io.BytesIO(header + (tamper(records) if tamper else records))
+
+
+def test_corruption_in_transit_leaves_nothing(target, source):
+    def flip(records):
+        records = bytearray(records)
+        records[100] ^= 0xFF
+        return bytes(records)
+
+    with pytest.raises(_wire.WireError, match="does not match its sha256"):
+        _wire.receive(str(target), "c1", plain_stream(*source, tamper=flip), lambda m: None)
+    assert os.listdir(target) == []
+
+
+def test_truncated_stream_leaves_nothing(target, source):
+    with pytest.raises(_wire.WireError, match="ended early"):
+        _wire.receive(str(target), "c1", plain_stream(*source, tamper=lambda f: f[:len(f) // 2]), lambda m: None)
+    assert os.listdir(target) == []
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda m: m.update(id="other"), "may only deliver checkpoint c1"),
+    (lambda m: m["files"][0].update(name="../../root/.ssh/authorized_keys"), "bad file name"),
+    (lambda m: m["files"][0].update(name="manifest.json"), "bad file name"),
+    (lambda m: m["files"][0].update(size=-1), "bad size"),
+])
+def test_hostile_manifest_refused(target, source, mutate, message):
+    manifest = json.loads(json.dumps(source[1]))
+    mutate(manifest)
+    stream = io.BytesIO(json.dumps({"manifest": manifest}).encode() + b"\n")
+    with pytest.raises(_wire.WireError, match=message):
+        _wire.receive(str(target), "c1", stream, lambda m: None)
+    assert os.listdir(target) == []
+
+
+def test_oversized_file_refused(target, source):
+    bundle_dir, manifest = source
+    manifest = json.loads(json.dumps(manifest))
+    manifest["files"] = [dict(e, size=10) if e["name"] == "pages-1.img" else e for e in manifest["files"]]
+    with pytest.raises(_wire.WireError, match="larger than its manifest"):
+        _wire.receive(str(target), "c1", plain_stream(bundle_dir, manifest), lambda m: None)
+    assert os.listdir(target) == []
