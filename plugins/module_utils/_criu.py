@@ -254,22 +254,3 @@ def _wait_for_socket(pid: int, timeout: float = 10.0) -> None:
             pass
         time.sleep(0.02)
     raise RuntimeError("pid %d holds no socket after %.0f s" % (pid, timeout))
-
-
-def meminfo() -> dict[str, int]:
-    values = {}
-    with open("/proc/meminfo", encoding="ascii") as handle:
-        for line in handle:
-            key, rest = line.split(":", 1)
-            values[key] = int(rest.split()[0]) * 1024
-    return {"total_bytes": values["MemTotal"], "available_bytes": values["MemAvailable"]}
-
-
-def disk_free(path: str) -> int | None:
-    """Free bytes where ``path`` (or its nearest existing parent) lives."""
-    while path and not os.path.exists(path):
-        path = os.path.dirname(path)
-    if not path:
-        return None
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize

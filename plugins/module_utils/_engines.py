@@ -143,6 +143,25 @@ def tree_pids(pid: int) -> list[int]:
     return pids
 
 
+def tree_cpu(pid: int | None) -> float:
+    """CPU cores a process tree used on average over each process's lifetime (a cheap load estimate)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open("/proc/uptime", encoding="ascii") as handle:
+        uptime = float(handle.read().split()[0])
+    total = 0.0
+    for current in tree_pids(pid) if pid else []:
+        try:
+            with open("/proc/%d/stat" % current, encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is field 3 of proc(5): utime and stime are 14 and 15, starttime 22.
+        lifetime = uptime - int(fields[19]) / ticks
+        if lifetime > 0:
+            total += (int(fields[11]) + int(fields[12])) / ticks / lifetime
+    return round(total, 3)
+
+
 def tree_rss(pid: int | None) -> int:
     """Resident memory of a process tree in bytes (what a checkpoint has to carry, roughly)."""
     total = 0

@@ -12,7 +12,7 @@ import json
 import os
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -80,6 +80,7 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "labels": config.get("Labels") or {},
         "addresses": sorted(net.get("IPAddress") for net in networks.values() if net.get("IPAddress")),
         "rss_bytes": tree_rss(pid) if state.get("Status") == "running" else 0,
+        "cpu": tree_cpu(pid) if state.get("Status") == "running" else 0.0,
         "checkpointed": bool(state.get("Checkpointed")),
         "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
     }

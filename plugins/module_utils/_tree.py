@@ -15,7 +15,7 @@ import tempfile
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, criu_stats, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, criu_stats, tree_cpu, tree_rss
 
 DEFAULT_TREE_DIR = "/run/ferry/trees"
 
@@ -56,7 +56,7 @@ class TreeEngine(Engine):
         pid = read_pid(pidfile)
         return {"engine": "criu", "name": name, "id": name, "pidfile": pidfile, "pid": pid,
                 "state": "running" if pid else "exited", "image_id": None, "image_name": None,
-                "labels": {}, "addresses": [], "rss_bytes": tree_rss(pid), "checkpointed": False}
+                "labels": {}, "addresses": [], "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid), "checkpointed": False}
 
     def describe(self, container):
         pidfile = self._pidfile(container)

@@ -11,7 +11,8 @@ short_description: List the containers on a host with what a migration planner n
 version_added: 0.1.0
 description:
   - Lists containers of one engine with their engine, name, ID, state, image ID and name, resident
-    memory of the whole process tree (RSS), addresses and labels.
+    memory of the whole process tree (RSS), CPU cores used (C(cpu), each process's average since it
+    started), addresses and labels.
   - For engine V(podman) also lists the IDs of the images present, so a planner knows which targets
     already hold a container's image.
   - For engine V(criu), the containers are the process trees whose pidfiles are in O(tree_dir).
@@ -55,7 +56,7 @@ containers:
   elements: dict
   sample:
     - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
-       rss_bytes: 8450048, addresses: [], labels: {app: cache}, pid: 4242, checkpointed: false}
+       rss_bytes: 8450048, cpu: 0.02, addresses: [], labels: {app: cache}, pid: 4242, checkpointed: false}
 images:
   description: IDs of the images on this host (engine V(podman)).
   returned: always

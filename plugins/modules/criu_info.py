@@ -133,7 +133,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _host
 
 POST_COPY_PIPE_SIZE = 4 * 1024 * 1024
 
@@ -153,9 +153,9 @@ def gather(criu_path, images_dir, probe):
         "can_dump_other_users": _criu.has_cap_sys_resource(),
         "pipe_max_size": _read_int("/proc/sys/fs/pipe-max-size"),
         "kernel": os.uname().release,
-        "memory": _criu.meminfo(),
+        "memory": _host.meminfo(),
         "images_dir": images_dir,
-        "images_dir_free_bytes": _criu.disk_free(images_dir),
+        "images_dir_free_bytes": _host.disk_free(images_dir),
     }
     reasons = facts["reasons"]
     binary = _criu.find_binary(criu_path)

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a planner needs to know about a host, and its cordon mark."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import typing as t
+
+# Beside the checkpoints, which are host-local state that survives reboots (unlike /run) and, on the
+# lab, is private to each host (unlike /etc). Checkpoint IDs cannot start with a dot.
+CORDON_MARK = ".cordoned"
+
+
+def meminfo() -> dict[str, int]:
+    values = {}
+    with open("/proc/meminfo", encoding="ascii") as handle:
+        for line in handle:
+            key, rest = line.split(":", 1)
+            values[key] = int(rest.split()[0]) * 1024
+    return {"total_bytes": values["MemTotal"], "available_bytes": values["MemAvailable"]}
+
+
+def disk_free(path: str) -> int | None:
+    """Free bytes where ``path`` (or its nearest existing parent) lives."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not path:
+        return None
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def cpu_group() -> str:
+    """A short digest of the CPU model and feature flags: hosts that share it can take each other's
+    processes. CRIU's own cpuinfo check, at restore, has the final word."""
+    first: dict[str, str] = {}
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                break
+            key, dummy, value = line.partition(":")
+            first[key.strip()] = value.strip()
+    text = "|".join(first.get(key, "") for key in ("vendor_id", "cpu family", "model", "flags"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cordon(images_dir: str) -> dict[str, t.Any] | None:
+    """The cordon mark ({"reason", "since"}) or None."""
+    try:
+        with open(os.path.join(images_dir, CORDON_MARK), encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"reason": "unreadable mark", "since": None}
+
+
+def set_cordon(images_dir: str, reason: str | None) -> None:
+    """Write the mark (reason given) or remove it (None)."""
+    path = os.path.join(images_dir, CORDON_MARK)
+    if reason is None:
+        if os.path.exists(path):
+            os.unlink(path)
+        return
+    os.makedirs(images_dir, mode=0o700, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump({"reason": reason, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, handle)
+    os.replace(path + ".tmp", path)
+
+
+def facts(images_dir: str) -> dict[str, t.Any]:
+    memory = meminfo()
+    mark = cordon(images_dir)
+    return {
+        "memory_total_bytes": memory["total_bytes"],
+        "memory_available_bytes": memory["available_bytes"],
+        "cpus": os.cpu_count() or 1,
+        "load1": os.getloadavg()[0],
+        "cpu_group": cpu_group(),
+        "cordoned": mark is not None,
+        "cordon": mark,
+        "images_dir_free_bytes": disk_free(images_dir),
+    }
