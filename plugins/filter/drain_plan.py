@@ -17,7 +17,7 @@ description:
     Containers with the O(pinned_label) label are not moved by a drain either, and are listed there.
   - Moves are grouped into waves with at most O(max_per_source) migrations out of and
     O(max_per_target) into any host per wave.
-  - Deterministic: the same input gives the same plan.
+  - Deterministic, the same input gives the same plan.
 options:
   _input:
     description: The fleet model, from P(ferry.migrate.fleet_model#filter).

@@ -23,8 +23,10 @@ options:
     type: dict
     required: true
   containers:
-    description: Host name to the C(containers) result of M(ferry.migrate.container_info) (a list; several engines may be concatenated).
-    type: dict
+    description:
+      - Host name to the C(containers) result of M(ferry.migrate.container_info), or a list of
+        C([host, containers]) pairs (one per host and engine; a host's lists are concatenated).
+    type: raw
     required: true
   hostvars:
     description: Where the inventory overrides are looked up (pass C(hostvars)).
@@ -59,6 +61,12 @@ OVERRIDES = ("ferry_memory_bytes", "ferry_reserved_bytes", "ferry_cpus", "ferry_
 
 
 def fleet_model(hosts, containers, hostvars=None):
+    if isinstance(containers, list):  # [host, containers] pairs, one per host and engine
+        pairs, containers = containers, {}
+        for pair in pairs:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[1], list):
+                raise AnsibleFilterError("ferry.migrate.fleet_model: containers must be a mapping or a list of [host, containers] pairs")
+            containers[pair[0]] = containers.get(pair[0], []) + pair[1]
     if not isinstance(hosts, dict) or not isinstance(containers, dict):
         raise AnsibleFilterError("ferry.migrate.fleet_model: input and containers must be mappings by host name")
     model = {"hosts": {}, "containers": []}

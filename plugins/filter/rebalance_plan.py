@@ -11,12 +11,12 @@ version_added: 0.1.0
 description:
   - The imbalance is the standard deviation of the hosts' utilisation, of memory (RSS over capacity) or
     of CPU (cores used over CPUs) as O(metric) says. Below O(threshold) nothing moves.
-  - Greedy: from the most utilised host, the one move to one of the least utilised hosts of its CPU
+  - Greedy. From the most utilised host, the one move to one of the least utilised hosts of its CPU
     group that lowers the imbalance most (fewer bytes on a tie), again until the imbalance is at most
     O(threshold), no move helps, or O(max_moves) is reached. Each container moves at most once.
-  - Same constraints as P(ferry.migrate.drain_plan#filter): memory with O(headroom), CPU groups,
+  - Same constraints as P(ferry.migrate.drain_plan#filter), memory with O(headroom), CPU groups,
     anti-affinity. Cordoned hosts and containers with the O(pinned_label) label never take part.
-  - Deterministic: the same input gives the same plan.
+  - Deterministic, the same input gives the same plan.
 options:
   _input:
     description: The fleet model, from P(ferry.migrate.fleet_model#filter).

@@ -11,7 +11,7 @@ short_description: What a placement planner needs to know about a host
 version_added: 0.1.0
 description:
   - Memory, CPUs, load, a CPU compatibility group, free space for checkpoints and the cordon mark
-    (see M(ferry.migrate.cordon)). Cheap: it runs no CRIU; M(ferry.migrate.criu_info) proves CRIU works.
+    (see M(ferry.migrate.cordon)). Cheap, it runs no CRIU; M(ferry.migrate.criu_info) proves CRIU works.
   - Filter P(ferry.migrate.fleet_model#filter) turns the results of a fleet into the planners' input;
     inventory variables override what is measured here.
 author: Ferry developers (@ferry-migrate)

@@ -311,3 +311,10 @@ def rebalance_plan(fleet: t.Any, threshold: float = 0.1, metric: str = "memory",
     return {"kind": "rebalance", "moves": moves, "unplaced": [], "waves": waves, "utilisation": utilisation,
             "imbalance": {"metric": metric, "threshold": threshold, "before": round(start, 4), "after": after,
                           "reached": after <= threshold}}
+
+
+def measure(fleet: t.Any, metric: str = "memory") -> dict[str, t.Any]:
+    """The imbalance of the hosts that are not cordoned, and every host's utilisation."""
+    hosts, dummy = _model(fleet, metric)
+    return {"metric": metric, "imbalance": round(imbalance(h for h in hosts.values() if not h.cordoned and h.capacity > 0), 4),
+            "utilisation": {name: round(host.utilisation, 4) for name, host in hosts.items()}}

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -69,3 +70,52 @@ def read_counter(node, port):
 def migrate(container, source, target, check=True, **extra):
     return playbook("ferry.migrate.migrate", extra=dict(migrate_container=container, migrate_source=source,
                                                         migrate_target=target, **extra), check=check)
+
+
+COUNTER = ("podman run -d --name %s --network none localhost/ferry/busybox:lab "
+           "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
+
+
+def count(node, name="counter"):
+    return int(ssh(node, "podman exec %s cat /tmp/count" % name))
+
+
+def containers(node):
+    running = ssh(node, "podman ps --format '{{.Names}}'").split()
+    return ["%s %s" % (name, "running" if name in running else "stopped")
+            for name in ssh(node, "podman ps -a --format '{{.Names}}'").split()]
+
+
+def images_dir(node):
+    return ssh(node, "ls -A /var/lib/ferry")
+
+
+def start_counter(node, name="counter"):
+    ssh(node, COUNTER % name)
+    time.sleep(1)
+    return count(node, name)
+
+
+def start_redis(node, name="redis", keys=3000):
+    """A Redis container holding ``keys`` keys; returns the MGET of all of them (to compare later)."""
+    ssh(node, "podman run -d --name %s --network none localhost/ferry/redis:lab" % name)
+    script = "".join("SET k:%d v-%d-%d\\r\\n" % (i, i, i * 31) for i in range(keys))
+    for _attempt in range(20):
+        if "errors: 0" in ssh(node, "printf '%s' | podman exec -i %s redis-cli --pipe" % (script, name), check=False):
+            break
+        time.sleep(0.5)
+    return ssh(node, redis_mget(name, keys))
+
+
+def redis_mget(name, keys=3000):
+    return "podman exec %s redis-cli MGET " % name + " ".join("k:%d" % i for i in range(keys))
+
+
+def where(nodes):
+    """Container name -> list of "node state" for every container on the given nodes."""
+    found = {}
+    for node in nodes:
+        for entry in containers(node):
+            name, state = entry.split()
+            found.setdefault(name, []).append("%s %s" % (node, state))
+    return found

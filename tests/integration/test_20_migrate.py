@@ -3,32 +3,9 @@ import time
 
 import pytest
 
-from lab import FILES, migrate, module, read_counter, ssh
+from lab import FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
 
 pytestmark = pytest.mark.integration
-
-COUNTER = ("podman run -d --name counter --network none localhost/ferry/busybox:lab "
-           "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
-
-
-def count(node, name="counter"):
-    return int(ssh(node, "podman exec %s cat /tmp/count" % name))
-
-
-def containers(node):
-    running = ssh(node, "podman ps --format '{{.Names}}'").split()
-    return ["%s %s" % (name, "running" if name in running else "stopped")
-            for name in ssh(node, "podman ps -a --format '{{.Names}}'").split()]
-
-
-def images_dir(node):
-    return ssh(node, "ls -A /var/lib/ferry")
-
-
-def start_counter(node):
-    ssh(node, COUNTER)
-    time.sleep(1)
-    return count(node)
 
 
 def test_podman_counter_keeps_counting(clean):
@@ -59,15 +36,9 @@ def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
 
 
 def test_redis_keeps_every_key(clean):
-    ssh("node1", "podman run -d --name redis --network none localhost/ferry/redis:lab")
     keys = 3000
-    script = "".join("SET k:%d v-%d-%d\\r\\n" % (i, i, i * 31) for i in range(keys))
-    for _attempt in range(20):
-        if "errors: 0" in ssh("node1", "printf '%s' | podman exec -i redis redis-cli --pipe" % script, check=False):
-            break
-        time.sleep(0.5)
-    mget = "podman exec redis redis-cli MGET " + " ".join("k:%d" % i for i in range(keys))
-    before = ssh("node1", mget)
+    before = start_redis("node1", "redis", keys)
+    mget = redis_mget("redis", keys)
     migrate("redis", "node1", "node3")
     assert ssh("node3", "podman exec redis redis-cli DBSIZE") == str(keys)
     assert ssh("node3", mget) == before

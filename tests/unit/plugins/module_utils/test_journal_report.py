@@ -1,0 +1,44 @@
+"""The journal's updates and the report's summary and Markdown (pure logic; the PNGs are drawn too)."""
+import json
+import os
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _journal, _report
+
+
+def test_journal_records_history_and_in_flight(tmp_path):
+    path = str(tmp_path / "state" / "journal.json")
+    changed, journal = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1", "source": "a", "target": "b"})
+    assert changed and _journal.in_flight(journal)[0]["id"] == "c1-a-to-b"
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
+    changed, journal = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1"})
+    assert not changed  # same status and fields: no new history entry
+    changed, journal = _journal.update(path, "c1-a-to-b", "migrated", {"downtime_seconds": 0.2})
+    entry = _journal.read(path)["entries"]["c1-a-to-b"]
+    assert changed and entry["status"] == "migrated" and [h["status"] for h in entry["history"]] == ["migrating", "migrated"]
+    assert entry["source"] == "a" and _journal.in_flight(journal) == []
+
+
+def test_journal_check_mode_writes_nothing(tmp_path):
+    path = str(tmp_path / "journal.json")
+    changed, dummy = _journal.update(path, "x", "migrating", {}, check_mode=True)
+    assert changed and not os.path.exists(path)
+
+
+def test_report_files_and_summary(tmp_path):
+    migrations = [{"container": "a", "source": "n1", "target": "n2", "outcome": "migrated", "downtime_seconds": "0.5",
+                   "total_seconds": 3, "bytes": 1048576, "started_at": 100.0, "ended_at": 103.0},
+                  {"container": "b", "source": "n1", "target": "n3", "outcome": "rolled_back", "error": "restore | failed",
+                   "started_at": 101.0, "ended_at": 102.0}]
+    plan = {"moves": [{}, {}], "waves": 1, "unplaced": [{"container": "c", "host": "n1", "reason": "pinned by label ferry.pinned"}]}
+    utilisation = {"n1": {"before": 0.5, "after": 0.1}, "n2": {"before": 0.0, "after": 0.2}}
+    report, files = _report.write(str(tmp_path), "drain-n1", "drain", migrations, plan, utilisation,
+                                  {"metric": "memory", "before": 0.25, "after": 0.05})
+    assert (report["migrated"], report["rolled_back"], report["stranded"]) == (1, 1, 0)
+    assert report["downtime_seconds"] == {"max": 0.5, "median": 0.5} and report["bytes"] == 1048576
+    text = open(files["markdown"]).read()
+    assert "| b | n1 | n3 | rolled_back |" in text and "restore / failed" in text and "- c on n1: pinned by label ferry.pinned" in text
+    assert "| n1 | 50.0% | 10.0% |" in text
+    for chart in ("timeline", "utilisation"):
+        with open(files[chart], "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert json.load(open(files["json"]))["plan"]["waves"] == 1
