@@ -28,6 +28,7 @@ integration: setup
 
 ## Measurements (not tests): figures go to docs/benchmarks.md.
 bench: setup
+	python bench/planner.py
 	python bench/transfer.py
 
 lab-down: setup
