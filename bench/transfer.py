@@ -74,9 +74,10 @@ def main():
     ) % (SIZE_MIB, time.strftime("%Y-%m-%d"), SIZE_MIB, RUNS, table))
 
 
-def write_section(title, body):
-    path = os.path.join(ROOT, "docs", "benchmarks.md")
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\nMeasured figures; each section says how to reproduce it.\n"
+def write_section(title, body, path=os.path.join(ROOT, "docs", "benchmarks.md"),
+                  heading="# Benchmarks\n\nMeasured figures; each section says how to reproduce it.\n"):
+    """Replace (or append) section ``title`` of a Markdown page of measured figures."""
+    text = open(path).read() if os.path.exists(path) else heading
     section = "## %s\n\n%s" % (title, body)
     pattern = re.compile(r"## %s\n.*?(?=\n## |\Z)" % re.escape(title), re.S)
     text = pattern.sub(lambda match: section.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section

@@ -11,6 +11,7 @@ Modules stay thin: they validate input, pick the engine, call one method and rep
 from __future__ import annotations
 
 import os
+import re
 import time
 import typing as t
 
@@ -85,6 +86,20 @@ def criu_for(module: t.Any) -> _criu.Criu:
     except _criu.CriuError as exc:
         module.fail_json(msg=str(exc))
     raise AssertionError("unreachable")
+
+
+# Podman's own rule for names (IDs are hex, so they match too). Anything else could be read by the
+# engine's command line as an option ("-l" is podman's "latest container").
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+
+
+def check_container(module: t.Any, option: str) -> str | None:
+    """The container name in ``option``, failing the module naming it when it is not a plain name."""
+    name = module.params.get(option)
+    if name is not None and not _CONTAINER.match(name):
+        module.fail_json(msg="%s must be a container name or ID of [A-Za-z0-9_.-] starting with a letter or digit, not %r"
+                         % (option, name))
+    return name
 
 
 def engine_for(module: t.Any) -> Engine:

@@ -29,6 +29,7 @@ except Exception as exc:  # pylint: disable=broad-except
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _wire
 
 CHUNK = 1 << 20
+CONNECT_TIMEOUT = 15
 # Fastest first; paramiko older than 3.x has no GCM and falls back to CTR.
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
@@ -114,7 +115,10 @@ def pinned_keys(host: str, port: int, host_keys: list[str] | None, known_hosts_f
 
 
 def connect(host: str, port: int, user: str, pkey: t.Any, pins: list[tuple[str, str]], timeout: float) -> t.Any:
-    sock = socket.create_connection((host, port), timeout=timeout)
+    # A host that does not answer within CONNECT_TIMEOUT is down; waiting the whole timeout keeps the
+    # source frozen for nothing.
+    sock = socket.create_connection((host, port), timeout=min(timeout, CONNECT_TIMEOUT))
+    sock.settimeout(timeout)
     transport = paramiko.Transport(sock)
     options = transport.get_security_options()
     available = [c for c in PREFERRED_CIPHERS if c in options.ciphers]

@@ -162,7 +162,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    checkpoint_id = params["checkpoint_id"] or params["container"]
+    _engines.check_container(module, "container")
+    checkpoint_id = params["container"] if params["checkpoint_id"] is None else params["checkpoint_id"]
     try:
         _bundle.check_id(checkpoint_id)
     except _bundle.BundleError as exc:

@@ -141,7 +141,7 @@ def main():
         supports_check_mode=True,
     )
     images_dir = module.params["images_dir"]
-    if module.params["checkpoint_id"]:
+    if module.params["checkpoint_id"] is not None:
         try:
             ids = [_bundle.check_id(module.params["checkpoint_id"])]
         except _bundle.BundleError as exc:

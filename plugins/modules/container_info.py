@@ -79,6 +79,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    _engines.check_container(module, "name")
     engine = _engines.engine_for(module)
     try:
         if module.params["name"]:

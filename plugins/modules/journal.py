@@ -34,6 +34,20 @@ options:
     description: Other fields of the entry to set (container, source, target, engine, job, error...).
     type: dict
     default: {}
+  lock:
+    description:
+      - V(hold) takes or renews the job's lock for the ansible-playbook process running this task, and
+        fails naming the holder when another live run holds it; V(release) gives it back.
+      - A killed run's lock is taken over at once on the same controller, else when its lease ends.
+    type: str
+    choices: [hold, release]
+  job:
+    description: Job name, for O(lock).
+    type: str
+  lease:
+    description: Seconds a held lock stays valid without renewal, for O(lock=hold).
+    type: int
+    default: 900
 attributes:
   check_mode:
     support: full
@@ -47,6 +61,13 @@ EXAMPLES = r"""
     id: redis-node1-to-node2
     status: migrating
     fields: {container: redis, source: node1, target: node2, engine: podman}
+  delegate_to: localhost
+
+- name: One run of this drain at a time
+  ferry.migrate.journal:
+    path: /var/lib/ferry-controller/drain-node1.json
+    lock: hold
+    job: drain-node1
   delegate_to: localhost
 
 - name: What an interrupted run left in flight
@@ -80,12 +101,18 @@ def main():
             id=dict(type="str"),
             status=dict(type="str", choices=list(_journal.STATUSES)),
             fields=dict(type="dict", default={}),
+            lock=dict(type="str", choices=["hold", "release"]),
+            job=dict(type="str"),
+            lease=dict(type="int", default=900),
         ),
         required_together=[("id", "status")],
+        required_if=[("lock", "hold", ("job",))],
         supports_check_mode=True,
     )
     params = module.params
     try:
+        if params["lock"] and not module.check_mode:
+            _journal.claim(params["path"], params["job"] or "", params["lease"], release=params["lock"] == "release")
         if params["id"] is None:
             changed, journal = False, _journal.read(params["path"])
         else:
@@ -93,6 +120,8 @@ def main():
             changed, journal = _journal.update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
     except _bundle.BundleError as exc:
         module.fail_json(msg="id: %s" % exc)
+    except _journal.LockError as exc:
+        module.fail_json(msg="lock: %s" % exc)
     except (OSError, ValueError) as exc:
         module.fail_json(msg="path: %s" % exc)
     module.exit_json(changed=changed, entries=journal["entries"], in_flight=_journal.in_flight(journal))

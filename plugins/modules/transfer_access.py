@@ -50,6 +50,13 @@ options:
     description: The authorized_keys file of the login user.
     type: path
     default: /root/.ssh/authorized_keys
+  expires_in:
+    description:
+      - Seconds after which sshd refuses the key even if it was never removed (OpenSSH C(expiry-time)).
+      - The migrate role removes the key as soon as the transfer is over; this is the safety net for a
+        target that was unreachable at that moment.
+    type: int
+    default: 3600
   python:
     description: Interpreter that runs the forced command.
     type: path
@@ -98,6 +105,7 @@ import ipaddress
 import os
 import pkgutil
 import re
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -107,11 +115,17 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 MARK = "ferry-transfer:"
+_EXPIRY = re.compile(r'expiry-time="[0-9]+Z",')
 
 
-def grant_line(public_key, source_address, python, program, direction, images_dir, checkpoint_id):
+def grant_line(public_key, source_address, python, program, direction, images_dir, checkpoint_id, expires_at):
     command = "%s %s %s %s %s" % (python, program, direction, images_dir, checkpoint_id)
-    return 'from="%s",restrict,command="%s" %s %s%s' % (source_address, command, public_key, MARK, checkpoint_id)
+    expiry = time.strftime("%Y%m%d%H%MZ", time.gmtime(expires_at))
+    return 'from="%s",restrict,expiry-time="%s",command="%s" %s %s%s' % (source_address, expiry, command, public_key, MARK, checkpoint_id)
+
+
+def _without_expiry(line):
+    return _EXPIRY.sub("", line) if line else line
 
 
 def host_keys():
@@ -131,7 +145,10 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode):
     same file, so the edit holds an exclusive lock.
     """
     def edit(lines):
-        kept = [line for line in lines if not line.endswith(" " + MARK + checkpoint_id)] + ([wanted] if wanted else [])
+        mine = [line for line in lines if line.endswith(" " + MARK + checkpoint_id)]
+        if wanted and len(mine) == 1 and _without_expiry(mine[0]) == _without_expiry(wanted):
+            return lines, False, True  # the same grant, only its expiry would move: not a change
+        kept = [line for line in lines if line not in mine] + ([wanted] if wanted else [])
         return kept, kept != lines, any(MARK in line for line in kept)
 
     if check_mode:
@@ -159,6 +176,7 @@ def main():
             images_dir=dict(type="path", default="/var/lib/ferry"),
             authorized_keys=dict(type="path", default="/root/.ssh/authorized_keys"),
             python=dict(type="path", default="/usr/bin/python3"),
+            expires_in=dict(type="int", default=3600),
         ),
         required_if=[("state", "present", ("public_key",))],
         supports_check_mode=True,
@@ -186,7 +204,10 @@ def main():
             source = str(ipaddress.ip_address(address))
         except ValueError:
             module.fail_json(msg="source_address must be an IP address, not %r" % address)
-        wanted = grant_line(public_key, source, params["python"], program, params["direction"], images_dir, checkpoint_id)
+        if params["expires_in"] < 60:
+            module.fail_json(msg="expires_in must be at least 60 seconds, not %d" % params["expires_in"])
+        wanted = grant_line(public_key, source, params["python"], program, params["direction"], images_dir, checkpoint_id,
+                            time.time() + params["expires_in"])
 
     changed, others = update_authorized_keys(params["authorized_keys"], checkpoint_id, wanted, module.check_mode)
 

@@ -1,6 +1,9 @@
 """The journal's updates and the report's summary and Markdown (pure logic; the PNGs are drawn too)."""
 import json
 import os
+import time
+
+import pytest
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _journal, _report
 
@@ -42,3 +45,24 @@ def test_report_files_and_summary(tmp_path):
         with open(files[chart], "rb") as handle:
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert json.load(open(files["json"]))["plan"]["waves"] == 1
+
+
+def test_job_lock_one_run_at_a_time(tmp_path, monkeypatch):
+    path = str(tmp_path / "journal.json")
+    monkeypatch.setattr(_journal, "playbook_pid", lambda: os.getpid())
+    owner = _journal.claim(path, "drain-n1", 60)
+    assert owner["pid"] == os.getpid() and _journal.claim(path, "drain-n1", 60)["since"] == owner["since"]  # renewal
+    # Another live run on this controller (our parent stands in for it) is refused, naming the holder.
+    monkeypatch.setattr(_journal, "playbook_pid", lambda: os.getppid())
+    with pytest.raises(_journal.LockError, match="job drain-n1 is running: held by ansible-playbook pid %d" % os.getpid()):
+        _journal.claim(path, "drain-n1", 60)
+    # A holder whose process is gone (a killed run) is taken over at once.
+    with open(path + ".owner", "w") as handle:
+        json.dump({"controller": os.uname().nodename, "pid": 2 ** 22 + 1, "expires": time.time() + 600}, handle)
+    assert _journal.claim(path, "drain-n1", 60)["pid"] == os.getppid()
+    _journal.claim(path, "drain-n1", 60, release=True)
+    assert not os.path.exists(path + ".owner")
+
+
+def test_playbook_pid_is_the_topmost_ansible_playbook():
+    assert _journal.playbook_pid() is None  # pytest is not ansible-playbook

@@ -1,0 +1,97 @@
+"""Hostile module arguments: names and paths that try to leave the images directory or smuggle
+options, fuzzed with hypothesis. Each must get a clear error naming the parameter and change nothing."""
+import ipaddress
+import json
+import os
+import re
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.ferry.migrate.plugins.modules import (checkpoint, checkpoint_info, cordon, journal, restore,
+                                                               transfer, transfer_access)
+
+HOSTILE = ["../x", "../../etc/passwd", "/etc/shadow", "a/../../b", "..", ".", ".hidden", "-l", "--latest", "--privileged",
+           "x; rm -rf /", "$(reboot)", "`id`", "a\nb", "a\x00b", "a b", "x\" ,command=\"sh", "é", "a" * 300, ""]
+names = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40))
+
+
+def bad_id(value):
+    return not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", value) or ".." in value
+
+
+def bad_container(value):
+    return not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}", value)
+
+
+def bad_address(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return True
+    return False
+
+
+def bad_key_body(value):
+    return not value.split() or not re.fullmatch(r"[A-Za-z0-9+/]+={0,3}", value.split()[0])
+
+
+def bad_path_part(value):
+    return value != "" and (not re.fullmatch(r"[A-Za-z0-9_./-]+", value) or ".." in value.split("/"))
+
+
+def run(main, args, capsys):
+    with patch_module_args(args), pytest.raises(SystemExit):
+        main()
+    return json.loads(capsys.readouterr().out)
+
+
+def snapshot(root):
+    return sorted((path, sorted(files)) for path, dummy, files in os.walk(root))
+
+
+CASES = [
+    (checkpoint.main, "container", bad_container, lambda v, d: {"container": v, "checkpoint_id": "ok", "images_dir": d}),
+    (checkpoint.main, "checkpoint_id", bad_id, lambda v, d: {"container": "ok", "checkpoint_id": v, "images_dir": d}),
+    (checkpoint.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "state": "absent", "images_dir": d}),
+    (checkpoint_info.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "images_dir": d}),
+    (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "images_dir": d}),
+    (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "state": "absent", "images_dir": d}),
+    (journal.main, "id", bad_id, lambda v, d: {"path": d + "/journal.json", "id": v, "status": "migrating"}),
+    (transfer.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "target": "127.0.0.1", "private_key": "not-a-real-private-key-0123456789",
+                                                   "host_keys": ["ssh-ed25519 AAAA"], "images_dir": d}),
+    (transfer_access.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
+                                                          "images_dir": d, "authorized_keys": d + "/ak"}),
+    (transfer_access.main, "source_address", bad_address, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": v,
+                                                           "images_dir": d, "authorized_keys": d + "/ak"}),
+    (transfer_access.main, "public_key", bad_key_body, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 " + v, "source_address": "10.0.0.1",
+                                                       "images_dir": d, "authorized_keys": d + "/ak"}),
+    (transfer_access.main, "images_dir", bad_path_part, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
+                                                       "images_dir": d + "/" + v, "authorized_keys": d + "/ak"}),
+    (transfer_access.main, "python", bad_path_part, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
+                                                   "images_dir": d, "python": "/usr/bin/" + v, "authorized_keys": d + "/ak"}),
+]
+
+
+@pytest.mark.parametrize("main, option, hostile, build", CASES, ids=["%s-%s-%d" % (c[0].__module__.rsplit(".", 1)[1], c[1], i) for i, c in enumerate(CASES)])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=names)
+def test_hostile_value_is_refused_and_changes_nothing(tmp_path_factory, capsys, main, option, hostile, build, value):
+    assume(hostile(value))
+    root = str(tmp_path_factory.mktemp("images"))
+    before = snapshot(root)
+    result = run(main, build(value, root), capsys)
+    assert result.get("failed"), "%s=%r was accepted: %s" % (option, value, result)
+    assert option in result["msg"].split(":")[0] or result["msg"].startswith(option), result["msg"]
+    assert snapshot(root) == before, "%s=%r changed files" % (option, value)
+
+
+def test_cordon_reason_is_data_not_a_path(tmp_path, capsys):
+    result = run(cordon.main, {"reason": "../../etc/passwd\n$(reboot)", "images_dir": str(tmp_path)}, capsys)
+    assert result["changed"] and os.listdir(tmp_path) == [".cordoned"]
+    assert json.load(open(tmp_path / ".cordoned"))["reason"] == "../../etc/passwd\n$(reboot)"
+    assert run(cordon.main, {"images_dir": str(tmp_path)}, capsys)["changed"] is False
+    assert run(cordon.main, {"state": "absent", "images_dir": str(tmp_path)}, capsys)["changed"] is True
+    assert os.listdir(tmp_path) == []
