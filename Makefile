@@ -4,7 +4,7 @@ VENV := .venv
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test setup unit sanity integration bench lab-down
+.PHONY: demo test setup unit sanity integration bench reliability lab-down
 
 ## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
 demo: setup
@@ -30,6 +30,12 @@ integration: setup
 bench: setup
 	python bench/planner.py
 	python bench/transfer.py
+
+## Fault matrix (20 runs of each fault) and soak (200 migrations under load): docs/reliability.md. About 2 hours.
+reliability: setup
+	ansible-playbook ferry.migrate.lab -e lab_hosts=4
+	python tests/reliability/matrix.py 20
+	python tests/reliability/soak.py 200
 
 lab-down: setup
 	ansible-playbook ferry.migrate.lab -e lab_state=absent

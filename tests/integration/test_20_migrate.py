@@ -1,4 +1,5 @@
 """Live migrations on the real lab: real processes, real CRIU, real SSH; state must carry over."""
+import subprocess
 import time
 
 import pytest
@@ -105,3 +106,35 @@ def test_bad_input_gets_a_clear_error(clean):
     result = module("node2", "ferry.migrate.transfer_access", checkpoint_id="c", public_key="ssh-ed25519 AAAA",
                     source_address="10.0.0.1\" ,command=\"sh")
     assert result["failed"] and result["msg"].startswith("source_address must be an IP address")
+
+
+def test_redis_with_a_client_connected_throughout(clean):
+    """Regression: CRIU refuses to dump established connections unless told to carry them, so a
+    Redis with a connected client failed to migrate. The client holds one connection all along."""
+    ssh("node1", "podman run -d --name redis --network none localhost/ferry/redis:lab sh -c "
+                 "'redis-server --save \"\" --appendonly no --daemonize yes; sleep 0.5; "
+                 "i=0; while :; do echo \"INCR pings\"; sleep 0.05; done | redis-cli > /dev/null'")
+    time.sleep(2)
+    assert "ESTAB" in ssh("node1", "podman exec redis cat /proc/net/tcp | awk '$4 == \"01\" {print \"ESTAB\"}' | head -1")
+    before = int(ssh("node1", "podman exec redis redis-cli GET pings"))
+    migrate("redis", "node1", "node2")
+    time.sleep(1)
+    after = int(ssh("node2", "podman exec redis redis-cli GET pings"))
+    assert after > before, "the client's connection did not carry on: %d -> %d" % (before, after)
+    assert containers("node1") == [] and containers("node2") == ["redis running"]
+
+
+def test_target_unreachable_after_checkpoint_rolls_back(clean):
+    """Regression: a target that drops off after the checkpoint aborted the rollback at its first
+    target task. Now the source runs again and the message says the target's key will expire."""
+    before = start_counter("node1")
+    try:
+        proc = migrate("counter", "node1", "node2", check=False, migrate_before_transfer_tasks=FILES + "/target_unreachable.yml")
+    finally:
+        subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n2", "up"], check=True)
+    assert proc.returncode != 0 and "failed in phase transfer" in proc.stdout
+    assert "node2 is unreachable" in proc.stdout and "expires by itself" in proc.stdout
+    assert containers("node1") == ["counter running"] and count("node1") >= before
+    time.sleep(2)
+    assert images_dir("node1") == ""
+    assert "expiry-time=" in ssh("node2", "grep ferry-transfer: /root/.ssh/authorized_keys")

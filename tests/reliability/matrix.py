@@ -38,9 +38,8 @@ class Broken(AssertionError):
 
 def clean():
     for node in NODES:
-        ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; "
-                  "podman rm --force --time 0 --all >/dev/null; rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; "
-                  "sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
+        ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; podman rm --force --time 0 --all >/dev/null; "
+            "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
         subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
 
 
@@ -55,8 +54,9 @@ def acked(node, name):
     return int(ssh(node, "podman exec %s cat /tmp/acked" % name))
 
 
-def check(before, expect_phase=None, expect_cause=None, output=""):
-    """The invariants after any run, whatever happened."""
+def check(before, expect_phase=None, expect_cause=None, output="", unreachable=None):
+    """The invariants after any run, whatever happened. On a host that was ``unreachable`` when Ferry
+    cleaned up, its one-time key may remain, but only with an expiry time."""
     found = where(NODES)
     for name in ("redis", "counter"):
         entries = found.get(name, [])
@@ -73,6 +73,8 @@ def check(before, expect_phase=None, expect_cause=None, output=""):
         raise Broken("acknowledged writes lost: %d of 0..%d missing (acked before: %d)" % (missing, last, before["acked"]))
     for host in NODES:
         left = ssh(host, "ls -A /var/lib/ferry; grep -c ferry-transfer: /root/.ssh/authorized_keys 2>/dev/null; true").split()
+        if host == unreachable and ssh(host, "grep ferry-transfer: /root/.ssh/authorized_keys | grep -vc expiry-time=; true") == "0":
+            left = [x for x in left if x not in (".ferry-wire.py", "1")]
         if [x for x in left if x not in ("0", ".cordoned")]:
             raise Broken("left on %s: %s" % (host, left))
     if expect_phase and not re.search(r"failed in phase %s: .*%s" % (expect_phase, expect_cause), output, re.S):
@@ -92,7 +94,7 @@ def migrate(container, hooks=None, source="node1", target="node2"):
     return playbook("ferry.migrate.migrate", extra=extra)
 
 
-def single(hook, phase, cause):
+def single(hook, phase, cause, unreachable=None):
     """A migration of the Redis under writes, with a fault hook; it must roll back and say why."""
     def run():
         before = start_workload()
@@ -101,7 +103,7 @@ def single(hook, phase, cause):
             raise Broken("the migration succeeded despite the fault")
         after_fault()
         try:
-            node = check(before, phase, cause, proc.stdout)
+            node = check(before, phase, cause, proc.stdout, unreachable)
         except Broken as exc:
             with open("/tmp/ferry-matrix-failure-%d.log" % time.time(), "w") as handle:
                 handle.write(proc.stdout)  # for whoever investigates
@@ -116,7 +118,7 @@ def after_fault():
     for node in NODES:
         subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; "
-                  "podman ps -a --filter status=created --format '{{.Names}}' | xargs -r podman rm >/dev/null; true")
+            "podman ps -a --filter status=created --format '{{.Names}}' | xargs -r podman rm >/dev/null; true")
     time.sleep(1)
 
 
@@ -182,7 +184,8 @@ def concurrent_drains():
 
 FAULTS = {
     "transfer killed midway": single(("migrate_before_transfer_tasks", "transfer_killed.yml"), "transfer", ""),
-    "target unreachable after checkpoint": single(("migrate_before_transfer_tasks", "target_unreachable.yml"), "transfer", ""),
+    "target unreachable after checkpoint": single(("migrate_before_transfer_tasks", "target_unreachable.yml"), "transfer", "",
+                                                  unreachable="node2"),
     "target restore fails": single(("migrate_before_restore_tasks", "restore_fails.yml"), "restore", "already in use"),
     "checkpoint corrupted in transit": single(("migrate_before_restore_tasks", "corrupt_in_transit.yml"), "restore", "does not verify"),
     "target disk full": single(("migrate_before_transfer_tasks", "disk_full.yml"), "transfer", "[Nn]o space left"),
@@ -222,8 +225,8 @@ def write(tally, runs):
     lines = ["| fault | runs | held | broke | mean s | first failure |", "|---|---|---|---|---|---|"]
     for name, r in tally.items():
         total = r["passed"] + r["failed"]
-        lines.append("| %s | %d | %d | %d | %.0f | %s |" % (name, total, r["passed"], r["failed"], r["seconds"] / max(total, 1),
-                                                          (r["errors"] or [""])[0].replace("|", "/").replace("\n", " ")))
+        first = (r["errors"] or [""])[0].replace("|", "/").replace("\n", " ")
+        lines.append("| %s | %d | %d | %d | %.0f | %s |" % (name, total, r["passed"], r["failed"], r["seconds"] / max(total, 1), first))
     table = "\n".join(lines)
     print(table)
     sys.path.insert(0, os.path.join(ROOT, "bench"))

@@ -49,11 +49,11 @@ def test_report_files_and_summary(tmp_path):
 
 def test_job_lock_one_run_at_a_time(tmp_path, monkeypatch):
     path = str(tmp_path / "journal.json")
-    monkeypatch.setattr(_journal, "playbook_pid", lambda: os.getpid())
+    monkeypatch.setattr(_journal, "playbook_pid", os.getpid)
     owner = _journal.claim(path, "drain-n1", 60)
     assert owner["pid"] == os.getpid() and _journal.claim(path, "drain-n1", 60)["since"] == owner["since"]  # renewal
     # Another live run on this controller (our parent stands in for it) is refused, naming the holder.
-    monkeypatch.setattr(_journal, "playbook_pid", lambda: os.getppid())
+    monkeypatch.setattr(_journal, "playbook_pid", os.getppid)
     with pytest.raises(_journal.LockError, match="job drain-n1 is running: held by ansible-playbook pid %d" % os.getpid()):
         _journal.claim(path, "drain-n1", 60)
     # A holder whose process is gone (a killed run) is taken over at once.

@@ -52,6 +52,15 @@ def snapshot(root):
     return sorted((path, sorted(files)) for path, dummy, files in os.walk(root))
 
 
+def _access(**changes):
+    def build(value, root):
+        args = {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
+                "images_dir": root, "authorized_keys": root + "/ak"}
+        args.update({key: make(value, root) for key, make in changes.items()})
+        return args
+    return build
+
+
 CASES = [
     (checkpoint.main, "container", bad_container, lambda v, d: {"container": v, "checkpoint_id": "ok", "images_dir": d}),
     (checkpoint.main, "checkpoint_id", bad_id, lambda v, d: {"container": "ok", "checkpoint_id": v, "images_dir": d}),
@@ -60,18 +69,14 @@ CASES = [
     (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "images_dir": d}),
     (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "state": "absent", "images_dir": d}),
     (journal.main, "id", bad_id, lambda v, d: {"path": d + "/journal.json", "id": v, "status": "migrating"}),
-    (transfer.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "target": "127.0.0.1", "private_key": "not-a-real-private-key-0123456789",
-                                                   "host_keys": ["ssh-ed25519 AAAA"], "images_dir": d}),
-    (transfer_access.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
-                                                          "images_dir": d, "authorized_keys": d + "/ak"}),
-    (transfer_access.main, "source_address", bad_address, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": v,
-                                                           "images_dir": d, "authorized_keys": d + "/ak"}),
-    (transfer_access.main, "public_key", bad_key_body, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 " + v, "source_address": "10.0.0.1",
-                                                       "images_dir": d, "authorized_keys": d + "/ak"}),
-    (transfer_access.main, "images_dir", bad_path_part, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
-                                                       "images_dir": d + "/" + v, "authorized_keys": d + "/ak"}),
-    (transfer_access.main, "python", bad_path_part, lambda v, d: {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
-                                                   "images_dir": d, "python": "/usr/bin/" + v, "authorized_keys": d + "/ak"}),
+    (transfer.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "target": "127.0.0.1", "images_dir": d,
+                                                           "private_key": "not-a-real-private-key-0123456789",
+                                                           "host_keys": ["ssh-ed25519 AAAA"]}),
+    (transfer_access.main, "checkpoint_id", bad_id, _access(checkpoint_id=lambda v, d: v)),
+    (transfer_access.main, "source_address", bad_address, _access(source_address=lambda v, d: v)),
+    (transfer_access.main, "public_key", bad_key_body, _access(public_key=lambda v, d: "ssh-ed25519 " + v)),
+    (transfer_access.main, "images_dir", bad_path_part, _access(images_dir=lambda v, d: d + "/" + v)),
+    (transfer_access.main, "python", bad_path_part, _access(python=lambda v, d: "/usr/bin/" + v)),
 ]
 
 
