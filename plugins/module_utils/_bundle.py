@@ -140,7 +140,7 @@ def validate_manifest(manifest: t.Any) -> None:
         check_file_name(entry.get("name"))
         if not isinstance(entry.get("size"), int) or entry["size"] < 0:
             raise BundleError("manifest size of %s is invalid" % entry["name"])
-        if not isinstance(entry.get("sha256"), str) or not re.match(r"^[0-9a-f]{64}$", entry["sha256"]):
+        if not isinstance(entry.get("sha256"), str) or not re.match(r"^[0-9a-f]{64}\Z", entry["sha256"]):
             raise BundleError("manifest sha256 of %s is invalid" % entry["name"])
 
 

@@ -90,7 +90,7 @@ def criu_for(module: t.Any) -> _criu.Criu:
 
 # Podman's own rule for names (IDs are hex, so they match too). Anything else could be read by the
 # engine's command line as an option ("-l" is podman's "latest container").
-_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
 
 
 def check_container(module: t.Any, option: str) -> str | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu
 from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
@@ -43,6 +45,17 @@ def restore_args(target: str, options: dict[str, t.Any], criu_binary: str, impor
     if imported:
         return args + ["--import", target]
     return args + ["--keep", target]
+
+
+def criu_log_errors(text: str) -> str:
+    """CRIU's own error lines from the log that runc names in ``text`` ("log file: <path>"): podman
+    only relays "criu failed", and the container's copy of the log goes when it is removed."""
+    match = re.search(r"log file: (/[^\s\"\\]+\.log)", text)
+    if not match:
+        return ""
+    lines = _criu.log_tail(os.path.dirname(match.group(1)), os.path.basename(match.group(1)), 400).splitlines()
+    errors = [line for line in lines if "Error" in line and "rlimit" not in line]
+    return "CRIU: %s\n" % "\n".join(errors[-8:]) if errors else ""
 
 
 def parse_stats(stdout: str) -> dict[str, int]:
@@ -100,7 +113,8 @@ class PodmanEngine(Engine):
     def _run(self, args: list[str], what: str) -> str:
         rc, out, err = self.module.run_command([self.binary] + args)
         if rc != 0:
-            raise EngineError("%s: podman exited with %d" % (what, rc), (err or out).strip()[-4000:])
+            # CRIU's words last: callers that shorten the detail keep its end.
+            raise EngineError("%s: podman exited with %d" % (what, rc), (err or out).strip()[-3000:] + "\n" + criu_log_errors(err or out))
         return out
 
     def _json(self, args: list[str]) -> t.Any:

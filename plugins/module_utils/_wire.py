@@ -51,8 +51,8 @@ CHUNK = 1 << 20
 MAX_CHUNK = 16 << 20
 TAG = 16
 _LENGTH = struct.Struct(">I")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}\Z")
 
 
 class WireError(Exception):
@@ -213,7 +213,7 @@ def _check_manifest(manifest, checkpoint_id):
             raise WireError("bad file name %r" % (name,))
         if not isinstance(size, int) or size < 0:
             raise WireError("bad size for %s" % name)
-        if not isinstance(digest, str) or not re.match(r"^[0-9a-f]{64}$", digest):
+        if not isinstance(digest, str) or not re.match(r"^[0-9a-f]{64}\Z", digest):
             raise WireError("bad sha256 for %s" % name)
         names.add(name)
 

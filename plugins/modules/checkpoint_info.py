@@ -83,7 +83,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu
 
-_PAGES = re.compile(r"^pages-\d+\.img$")
+_PAGES = re.compile(r"^pages-\d+\.img\Z")
 
 
 def criu_images(path):

@@ -113,7 +113,7 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
 # Imported so that Ansible ships it with this module: it is installed on this host as the forced command.
 from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
-_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}\Z")
 MARK = "ferry-transfer:"
 _EXPIRY = re.compile(r'expiry-time="[0-9]+Z",')
 
@@ -188,7 +188,7 @@ def main():
         module.fail_json(msg="checkpoint_id: %s" % exc)
     # Both paths go into the key's forced command: nothing there may be read as sshd syntax.
     for name in ("images_dir", "python"):
-        if not re.match(r"^/[A-Za-z0-9_./-]+$", params[name]) or ".." in params[name].split("/"):
+        if not re.match(r"^/[A-Za-z0-9_./-]+\Z", params[name]) or ".." in params[name].split("/"):
             module.fail_json(msg="%s must be an absolute path of [A-Za-z0-9_./-], not %r" % (name, params[name]))
     images_dir = params["images_dir"]
     program = os.path.join(images_dir, ".ferry-wire.py")

@@ -44,3 +44,12 @@ def test_summarise_inspect():
     assert info == {"engine": "podman", "name": "redis", "id": "4d", "image_id": "01", "image_name": "localhost/r:lab",
                     "state": "exited", "pid": None, "labels": {"app": "cache"}, "addresses": ["10.0.0.2"],
                     "rss_bytes": 0, "cpu": 0.0, "checkpointed": True, "network_mode": "none"}
+
+
+def test_criu_errors_are_read_from_the_log_runc_names(tmp_path):
+    log = tmp_path / "dump.log"
+    log.write_text("(00.01) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE\n(00.02) fine\n"
+                   "(00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n")
+    stderr = 'level=error msg="criu failed: type NOTIFY errno 0\\nlog file: %s"' % log
+    assert _podman.criu_log_errors(stderr) == "CRIU: (00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n"
+    assert _podman.criu_log_errors("no log named") == ""

@@ -13,7 +13,9 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.ferry.migrate.plugins.modules import (checkpoint, checkpoint_info, cordon, journal, restore,
                                                                transfer, transfer_access)
 
-HOSTILE = ["../x", "../../etc/passwd", "/etc/shadow", "a/../../b", "..", ".", ".hidden", "-l", "--latest", "--privileged",
+# A trailing newline slipped past patterns ending in "$" (which matches before a final newline) and
+# would have added a line to authorized_keys: found by this test, kept as a regression.
+HOSTILE = ["ok\n", "ok\nssh-ed25519 AAAA evil", "../x", "../../etc/passwd", "/etc/shadow", "a/../../b", "..", ".", ".hidden", "-l", "--latest", "--privileged",
            "x; rm -rf /", "$(reboot)", "`id`", "a\nb", "a\x00b", "a b", "x\" ,command=\"sh", "é", "a" * 300, ""]
 names = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40))
 
