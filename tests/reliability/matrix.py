@@ -20,6 +20,7 @@ from lab import BIN, INVENTORY, ROOT, _env, count, playbook, ssh, where  # noqa:
 
 NODES = ["node1", "node2", "node3", "node4"]
 FAULTS_DIR = os.path.join(HERE, "faults")
+IMAGES = "/var/cache/ferry/lab-images"  # a fault may remove an image from a host: every run starts with both
 # Redis with a client inside the container, so the client moves with it: it writes w:0, w:1, ... and
 # records in /tmp/acked the last index Redis acknowledged.
 WRITER = ("podman run -d --name %s --network none localhost/ferry/redis:lab sh -c "
@@ -39,7 +40,8 @@ class Broken(AssertionError):
 def clean():
     for node in NODES:
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; podman rm --force --time 0 --all >/dev/null; "
-            "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
+            "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; "
+            "for i in busybox redis; do podman image exists localhost/ferry/$i:lab || podman load -q -i " + IMAGES + "/$i.tar; done")
         subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
 
 
