@@ -41,6 +41,9 @@ def dump_options(options: dict) -> dict:
     return {
         "leave_running": bool(options.get("leave_running")),
         "tcp_established": bool(options.get("tcp_established")),
+        # A connection the kernel accepted but the process did not yet: the client gets a reset and
+        # retries; without this CRIU refuses to dump any server that is being connected to.
+        "tcp_skip_in_flight": bool(options.get("tcp_established")),
         "file_locks": bool(options.get("file_locks")),
     }
 

@@ -138,3 +138,19 @@ def test_target_unreachable_after_checkpoint_rolls_back(clean):
     time.sleep(2)
     assert images_dir("node1") == ""
     assert "expiry-time=" in ssh("node2", "grep ferry-transfer: /root/.ssh/authorized_keys")
+
+
+def test_server_with_a_connection_it_has_not_accepted_yet(clean):
+    """Regression (found by the fault matrix): CRIU refused to dump a server with a connection waiting
+    in its accept queue. Here Redis sleeps while a client connects, so the connection stays there."""
+    ssh("node1", "podman run -d --name redis --network none localhost/ferry/redis:lab sh -c "
+                 "'redis-server --save \"\" --appendonly no --daemonize yes; sleep 1; redis-cli SET kept yes; "
+                 "redis-cli DEBUG SLEEP 8 & sleep 0.5; redis-cli PING & sleep 3600'")
+    time.sleep(2.5)
+    migrate("redis", "node1", "node2")
+    assert containers("node1") == [] and containers("node2") == ["redis running"]
+    for _attempt in range(20):  # the restored Redis finishes its sleep, then serves again
+        if ssh("node2", "podman exec redis redis-cli GET kept", check=False) == "yes":
+            break
+        time.sleep(0.5)
+    assert ssh("node2", "podman exec redis redis-cli GET kept") == "yes"

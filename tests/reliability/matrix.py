@@ -156,6 +156,8 @@ def controller_killed():
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     rerun = subprocess.run(drain_argv(state), cwd=ROOT, env=_env(), capture_output=True, text=True, check=False)
+    with open("/tmp/ferry-matrix-rerun-%d.log" % time.time(), "w") as handle:
+        handle.write(rerun.stdout)  # for whoever investigates a failure below
     if rerun.returncode != 0:
         raise Broken("the re-run failed: %s" % _failure_line(rerun.stdout))
     node = check(before)
