@@ -77,7 +77,12 @@ COUNTER = ("podman run -d --name %s --network none localhost/ferry/busybox:lab "
 
 
 def count(node, name="counter"):
-    return int(ssh(node, "podman exec %s cat /tmp/count" % name))
+    for _attempt in range(10):  # the counter rewrites its file: a read may land between truncate and write
+        value = ssh(node, "podman exec %s cat /tmp/count" % name)
+        if value:
+            return int(value)
+        time.sleep(0.05)
+    raise AssertionError("%s on %s writes no count" % (name, node))
 
 
 def containers(node):
