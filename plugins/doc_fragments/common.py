@@ -22,3 +22,28 @@ options:
     description: CRIU binary; found as by M(ferry.migrate.criu_info) when unset.
     type: path
 """
+
+    # The placement filters' shared constraints (plugin_utils/_planner.py).
+    PLACEMENT = r"""
+options:
+  headroom:
+    description: A target needs free memory of RSS times this.
+    type: float
+    default: 1.2
+  max_per_source:
+    description: Concurrent migrations out of one host.
+    type: int
+    default: 2
+  max_per_target:
+    description: Concurrent migrations into one host.
+    type: int
+    default: 2
+  anti_affinity_label:
+    description: Containers with the same value of this label never share a host.
+    type: str
+    default: ferry.anti-affinity
+  pinned_label:
+    description: Containers with this label (any value but V(false)) never move.
+    type: str
+    default: ferry.pinned
+"""

@@ -31,29 +31,11 @@ options:
     type: str
     choices: [memory, cpu]
     default: memory
-  headroom:
-    description: A target needs free memory of RSS times this.
-    type: float
-    default: 1.2
-  max_per_source:
-    description: Concurrent migrations out of one host.
-    type: int
-    default: 2
-  max_per_target:
-    description: Concurrent migrations into one host.
-    type: int
-    default: 2
   max_moves:
     description: Stop after this many moves (no limit when unset).
     type: int
-  anti_affinity_label:
-    description: Containers with the same value of this label never share a host.
-    type: str
-    default: ferry.anti-affinity
-  pinned_label:
-    description: Containers with this label (any value but V(false)) never move.
-    type: str
-    default: ferry.pinned
+extends_documentation_fragment:
+  - ferry.migrate.common.placement
 author: Ferry developers (@ferry-migrate)
 """
 

@@ -135,9 +135,8 @@ def imbalance(hosts: t.Iterable[_Host]) -> float:
     return math.sqrt(max(0.0, sum((v - mean) ** 2 for v in values) / len(values)))
 
 
-def _summary(hosts: dict[str, _Host], before: dict[str, float], eligible: list[_Host]) -> dict[str, t.Any]:
-    return {name: {"before": round(before[name], 4), "after": round(host.utilisation, 4)} for name, host in hosts.items()}, \
-        round(imbalance(eligible), 4)
+def _utilisation(hosts: dict[str, _Host], before: dict[str, float]) -> dict[str, dict[str, float]]:
+    return {name: {"before": round(before[name], 4), "after": round(host.utilisation, 4)} for name, host in hosts.items()}
 
 
 def drain_plan(fleet: t.Any, drain: t.Any, headroom: float = 1.2, max_per_source: int = 2, max_per_target: int = 2,
@@ -199,9 +198,9 @@ def drain_plan(fleet: t.Any, drain: t.Any, headroom: float = 1.2, max_per_source
             chosen.anti.add(value)
         heapq.heappush(heap, (-chosen.free, chosen.name))
     waves = _assign_waves(moves, hosts, max_per_source, max_per_target)
-    utilisation, after = _summary(hosts, before, [h for h in hosts.values() if h.name not in draining and not h.cordoned])
+    after = round(imbalance(h for h in hosts.values() if h.name not in draining and not h.cordoned), 4)
     return {"kind": "drain", "drain": sorted(draining), "moves": moves, "unplaced": unplaced, "waves": waves,
-            "utilisation": utilisation, "imbalance": {"metric": "memory", "after": after}}
+            "utilisation": _utilisation(hosts, before), "imbalance": {"metric": "memory", "after": after}}
 
 
 def _best_move(donor: _Host, candidates: list[dict[str, t.Any]], heap: list[tuple[float, str]], hosts: dict[str, _Host],
@@ -307,8 +306,8 @@ def rebalance_plan(fleet: t.Any, threshold: float = 0.1, metric: str = "memory",
         heapq.heappush(receivers[donor.group], (donor.utilisation, donor.name))
         heapq.heappush(receivers[receiver.group], (receiver.utilisation, receiver.name))
     waves = _assign_waves(moves, hosts, max_per_source, max_per_target)
-    utilisation, after = _summary(hosts, before, eligible)
-    return {"kind": "rebalance", "moves": moves, "unplaced": [], "waves": waves, "utilisation": utilisation,
+    after = round(imbalance(eligible), 4)
+    return {"kind": "rebalance", "moves": moves, "unplaced": [], "waves": waves, "utilisation": _utilisation(hosts, before),
             "imbalance": {"metric": metric, "threshold": threshold, "before": round(start, 4), "after": after,
                           "reached": after <= threshold}}
 

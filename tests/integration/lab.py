@@ -72,6 +72,10 @@ def migrate(container, source, target, check=True, **extra):
                                                         migrate_target=target, **extra), check=check)
 
 
+# What every test starts from on a lab host: no containers, trees, checkpoints or one-time keys.
+RESET = ("podman rm --force --time 0 --all >/dev/null; for f in /run/ferry/trees/*.pid; do "
+         "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
+         "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
 COUNTER = ("podman run -d --name %s --network none localhost/ferry/busybox:lab "
            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
 

@@ -16,7 +16,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from lab import BIN, INVENTORY, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from lab import BIN, COUNTER, INVENTORY, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
 
 NODES = ["node1", "node2", "node3", "node4"]
 FAULTS_DIR = os.path.join(HERE, "faults")
@@ -26,8 +26,6 @@ IMAGES = "/var/cache/ferry/lab-images"  # a fault may remove an image from a hos
 WRITER = ("podman run -d --name %s --network none localhost/ferry/redis:lab sh -c "
           "'redis-server --save \"\" --appendonly no --daemonize yes; i=0; "
           "while :; do redis-cli SET w:$i $i >/dev/null 2>&1 && echo $i > /tmp/acked.t && mv /tmp/acked.t /tmp/acked && i=$((i+1)); done'")
-COUNTER = ("podman run -d --name %s --network none localhost/ferry/busybox:lab "
-           "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
 # Only the fault's tmpfs: /var/lib/ferry is itself a private bind mount on lab hosts.
 UNDO_FULL = "findmnt -n -o SOURCE /var/lib/ferry | grep -qx ferry-full && umount /var/lib/ferry; "
 MISSING = ("local m = 0 for i = 0, tonumber(ARGV[1]) do if redis.call('EXISTS', 'w:' .. i) == 0 then m = m + 1 end end return m")
@@ -39,8 +37,7 @@ class Broken(AssertionError):
 
 def clean():
     for node in NODES:
-        ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; podman rm --force --time 0 --all >/dev/null; "
-            "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; "
+        ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; " + RESET + "; "
             "for i in busybox redis; do podman image exists localhost/ferry/$i:lab || podman load -q -i " + IMAGES + "/$i.tar; done")
         subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
 
