@@ -79,6 +79,17 @@ def log_tail(directory: str, name: str, lines: int = 15) -> str:
         return ""
 
 
+def runc_log_errors(text: str) -> str:
+    """CRIU's own error lines from the log that runc names in ``text`` ("log file: <path>"): podman and
+    docker only relay "criu failed", and the container's copy of the log goes when it is removed."""
+    match = re.search(r"log file: (/[^\s\"\\]+\.log)", text)
+    if not match:
+        return ""
+    lines = log_tail(os.path.dirname(match.group(1)), os.path.basename(match.group(1)), 400).splitlines()
+    errors = [line for line in lines if "Error" in line and "rlimit" not in line]
+    return "CRIU: %s\n" % "\n".join(errors[-8:]) if errors else ""
+
+
 def has_cap_sys_resource() -> bool:
     """Without CAP_SYS_RESOURCE in the bounding set CRIU cannot dump another user's process."""
     with open("/proc/self/status", encoding="ascii") as handle:

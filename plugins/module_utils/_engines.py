@@ -10,6 +10,7 @@ Modules stay thin: they validate input, pick the engine, call one method and rep
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -17,7 +18,7 @@ import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu
 
-ENGINES = ("podman", "criu")
+ENGINES = ("podman", "docker", "criu")
 
 # Shared by every module that touches checkpoints.
 COMMON_ARGS = dict(
@@ -76,6 +77,68 @@ class Engine:
         raise NotImplementedError
 
 
+class ImageEngine(Engine):
+    """An engine driven through a container tool's command line (podman, docker): containers with
+    images, inspected as JSON. Subclasses set ``tool`` and ``summarise`` (inspect -> summary)."""
+
+    tool = ""
+    IMAGE_FILE = "image.tar"  # the image in a bundle, for targets that lack it
+
+    def __init__(self, module: t.Any, criu: _criu.Criu):
+        super().__init__(module, criu)
+        self.binary = module.get_bin_path(self.tool, required=True)
+
+    @staticmethod
+    def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
+        raise NotImplementedError
+
+    def _run(self, args: list[str], what: str) -> str:
+        rc, out, err = self.module.run_command([self.binary] + args)
+        if rc != 0:
+            words = (err or out).strip()
+            # CRIU's words last: callers that shorten the detail keep its end.
+            raise EngineError("%s: %s exited with %d: %s" % (what, self.tool, rc, (words.splitlines() or [""])[-1]),
+                              words[-3000:] + "\n" + _criu.runc_log_errors(words))
+        return out
+
+    def _json(self, args: list[str], what: str) -> t.Any:
+        return json.loads(self._run(args, what) or "null")
+
+    def _inspect(self, names: list[str]) -> list[dict[str, t.Any]]:
+        if not names:
+            return []
+        rc, out, _err = self.module.run_command([self.binary, "container", "inspect"] + names)
+        return json.loads(out) if rc == 0 and out.strip() else []
+
+    def describe(self, container):
+        found = self._inspect([container])
+        return self.summarise(found[0]) if found else None
+
+    def list(self):
+        ids = self._run(["ps", "-a", "-q", "--no-trunc"], self.tool + " ps").split()
+        return [self.summarise(item) for item in self._inspect(ids)]
+
+    def image_ids(self):
+        ids = self._run(["images", "-q", "--no-trunc"], self.tool + " images").split()
+        return sorted({image.split(":", 1)[-1] for image in ids})
+
+    def image_present(self, image_id: str) -> bool:
+        return self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", image_id])[0] == 0
+
+    def ensure_image(self, bundle_dir: str, image_id: str) -> bool:
+        """The checkpoint's image is here, loaded from the bundle when it was not; True when loaded."""
+        if self.image_present(image_id):
+            return False
+        archive = os.path.join(bundle_dir, self.IMAGE_FILE)
+        if not os.path.exists(archive):
+            raise EngineError("image %s is not on this host and the checkpoint does not carry it "
+                              "(checkpoint with include_image)" % image_id)
+        self._run(["load", "-q", "-i", archive], self.tool + " load")
+        if not self.image_present(image_id):
+            raise EngineError("loading the checkpoint's image did not give image %s" % image_id)
+        return True
+
+
 def criu_for(module: t.Any) -> _criu.Criu:
     binary = _criu.find_binary(module.params.get("criu_path"))
     if not binary:
@@ -104,8 +167,8 @@ def check_container(module: t.Any, option: str) -> str | None:
 
 def engine_for(module: t.Any) -> Engine:
     # Imported here: each engine module imports this one for the base class.
-    from ansible_collections.ferry.migrate.plugins.module_utils import _podman, _tree  # pylint: disable=import-outside-toplevel
-    classes = {"podman": _podman.PodmanEngine, "criu": _tree.TreeEngine}
+    from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _podman, _tree  # pylint: disable=import-outside-toplevel
+    classes = {"podman": _podman.PodmanEngine, "docker": _docker.DockerEngine, "criu": _tree.TreeEngine}
     return classes[module.params["engine"]](module, criu_for(module))
 
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
 CHECKPOINT_FILE = "checkpoint.tar"
-IMAGE_FILE = "image.tar"
 
 
 def checkpoint_args(container: str, export: str, options: dict[str, t.Any], criu_binary: str) -> list[str]:
@@ -45,17 +42,6 @@ def restore_args(target: str, options: dict[str, t.Any], criu_binary: str, impor
     if imported:
         return args + ["--import", target]
     return args + ["--keep", target]
-
-
-def criu_log_errors(text: str) -> str:
-    """CRIU's own error lines from the log that runc names in ``text`` ("log file: <path>"): podman
-    only relays "criu failed", and the container's copy of the log goes when it is removed."""
-    match = re.search(r"log file: (/[^\s\"\\]+\.log)", text)
-    if not match:
-        return ""
-    lines = _criu.log_tail(os.path.dirname(match.group(1)), os.path.basename(match.group(1)), 400).splitlines()
-    errors = [line for line in lines if "Error" in line and "rlimit" not in line]
-    return "CRIU: %s\n" % "\n".join(errors[-8:]) if errors else ""
 
 
 def parse_stats(stdout: str) -> dict[str, int]:
@@ -99,47 +85,16 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
-class PodmanEngine(Engine):
-    name = "podman"
+class PodmanEngine(ImageEngine):
+    name = tool = "podman"
+    summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):
         super().__init__(module, criu)
-        self.binary = module.get_bin_path("podman", required=True)
-        version = self._json(["version", "--format", "json"]).get("Client", {}).get("Version", "0")
+        version = self._json(["version", "--format", "json"], "podman version").get("Client", {}).get("Version", "0")
         parsed = tuple(int(part) for part in version.split("-")[0].split(".")[:2] if part.isdigit())
         if parsed < MIN_VERSION:
             module.fail_json(msg="podman %s is older than %d.%d" % ((version,) + MIN_VERSION))
-
-    def _run(self, args: list[str], what: str) -> str:
-        rc, out, err = self.module.run_command([self.binary] + args)
-        if rc != 0:
-            # CRIU's words last: callers that shorten the detail keep its end.
-            raise EngineError("%s: podman exited with %d" % (what, rc), (err or out).strip()[-3000:] + "\n" + criu_log_errors(err or out))
-        return out
-
-    def _json(self, args: list[str]) -> t.Any:
-        return json.loads(self._run(args, " ".join(args[:2])) or "null")
-
-    def _inspect(self, names: list[str]) -> list[dict[str, t.Any]]:
-        if not names:
-            return []
-        rc, out, _err = self.module.run_command([self.binary, "container", "inspect"] + names)
-        return json.loads(out) if rc == 0 and out.strip() else []
-
-    def describe(self, container):
-        found = self._inspect([container])
-        return summarise(found[0]) if found else None
-
-    def list(self):
-        ids = self._run(["ps", "-a", "-q", "--no-trunc"], "podman ps").split()
-        return [summarise(item) for item in self._inspect(ids)]
-
-    def image_ids(self) -> list[str]:
-        ids = self._run(["images", "-q", "--no-trunc"], "podman images").split()
-        return sorted({image.split(":", 1)[-1] for image in ids})
-
-    def image_present(self, image_id: str) -> bool:
-        return self.module.run_command([self.binary, "image", "exists", image_id])[0] == 0
 
     def checkpoint(self, container, bundle_dir, options):
         info = self.describe(container)
@@ -148,24 +103,14 @@ class PodmanEngine(Engine):
         if info["state"] != "running":
             raise EngineError("container %s is %s, not running" % (container, info["state"]))
         if options.get("include_image"):
-            self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, IMAGE_FILE),
+            self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, self.IMAGE_FILE),
                        info["image_name"] or info["image_id"]], "podman image save")
         out = self._run(checkpoint_args(info["id"], os.path.join(bundle_dir, CHECKPOINT_FILE), options,
                                         self.criu.binary), "podman container checkpoint")
         return {"container": info, "stats": parse_stats(out)}
 
     def restore(self, bundle_dir, manifest, options):
-        image_id = manifest["container"]["image_id"]
-        image_loaded = False
-        if not self.image_present(image_id):
-            archive = os.path.join(bundle_dir, IMAGE_FILE)
-            if not os.path.exists(archive):
-                raise EngineError("image %s is not on this host and the checkpoint does not carry it "
-                                  "(checkpoint with include_image)" % image_id)
-            self._run(["load", "-q", "-i", archive], "podman load")
-            if not self.image_present(image_id):
-                raise EngineError("loading the checkpoint's image did not give image %s" % image_id)
-            image_loaded = True
+        image_loaded = self.ensure_image(bundle_dir, manifest["container"]["image_id"])
         out = self._run(restore_args(os.path.join(bundle_dir, CHECKPOINT_FILE), options, self.criu.binary, True),
                         "podman container restore")
         return {"stats": parse_stats(out), "container": self._after_restore(manifest), "image_loaded": image_loaded}

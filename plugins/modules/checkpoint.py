@@ -19,13 +19,20 @@ description:
   - "Engine V(podman): podman's own checkpoint with runtime runc, exported as one archive. Unless
     O(leave_running=true), the container is stopped but stays restorable where it is: that is the
     rollback of a failed migration."
+  - "Engine V(docker): Docker's experimental checkpoint (runc underneath). The bundle carries the
+    checkpoint, the container's file changes (overlay2's upper directory) and its C(docker inspect),
+    from which the target re-creates it. The container is stopped with its checkpoint kept in its
+    own checkpoints directory, so it can be resumed in place. Docker has no flags for CRIU's TCP and
+    lock options: runc takes them from C(/etc/criu/runc.conf), which role ferry.migrate.criu_host
+    writes (established connections included), so O(tcp_established) and O(file_locks) do not apply.
+    Volumes and bind mounts are re-attached by name and path on the target, not copied."
   - "Engine V(criu): a process tree in its own pid namespace, found through its pidfile, dumped
     through pycriu's RPC."
   - O(state=absent) removes the bundle.
 author: Ferry developers (@ferry-migrate)
 options:
   container:
-    description: Podman container name or ID; for engine V(criu), the process tree's name.
+    description: Container name or ID; for engine V(criu), the process tree's name.
     type: str
   checkpoint_id:
     description:
@@ -40,7 +47,7 @@ options:
   engine:
     description: Container engine.
     type: str
-    choices: [podman, criu]
+    choices: [podman, docker, criu]
     default: podman
   leave_running:
     description: Keep the container running after the checkpoint (a copy, not a move).
@@ -55,12 +62,12 @@ options:
     type: bool
     default: false
   compress:
-    description: Compression of podman's checkpoint archive. Transfers can compress on the wire instead.
+    description: Compression of podman's or Docker's checkpoint archives. Transfers can compress on the wire instead.
     type: str
     choices: [none, gzip, zstd]
     default: none
   include_image:
-    description: Put the container's image into the bundle (podman), for targets that lack it.
+    description: Put the container's image into the bundle (podman, docker), for targets that lack it.
     type: bool
     default: false
   pidfile:
@@ -128,7 +135,7 @@ phase:
   returned: failure
   type: str
 detail:
-  description: The tool's own words (podman's stderr or the tail of CRIU's log) on failure.
+  description: The tool's own words (podman's or Docker's stderr, CRIU's error lines or log tail) on failure.
   returned: failure
   type: str
 """

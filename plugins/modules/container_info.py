@@ -13,15 +13,17 @@ description:
   - Lists containers of one engine with their engine, name, ID, state, image ID and name, resident
     memory of the whole process tree (RSS), CPU cores used (C(cpu), each process's average since it
     started), addresses and labels.
-  - For engine V(podman) also lists the IDs of the images present, so a planner knows which targets
-    already hold a container's image.
+  - For engines V(podman) and V(docker) also lists the IDs of the images present, so a planner knows
+    which targets already hold a container's image.
+  - Engine V(docker) fails on a host whose Docker daemon is unreachable, older than API 1.40 or not
+    in experimental mode, naming which.
   - For engine V(criu), the containers are the process trees whose pidfiles are in O(tree_dir).
 author: Ferry developers (@ferry-migrate)
 options:
   engine:
     description: Container engine.
     type: str
-    choices: [podman, criu]
+    choices: [podman, docker, criu]
     default: podman
   name:
     description: Only this container (name or ID). An unknown name gives an empty list.
@@ -58,7 +60,7 @@ containers:
     - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
        rss_bytes: 8450048, cpu: 0.02, addresses: [], labels: {app: cache}, pid: 4242, checkpointed: false}
 images:
-  description: IDs of the images on this host (engine V(podman)).
+  description: IDs of the images on this host (engines V(podman) and V(docker)).
   returned: always
   type: list
   elements: str

@@ -13,8 +13,13 @@ description:
   - "O(state=running): restores the container of bundle C(<images_dir>/<checkpoint_id>) on this host.
     Before anything runs, the bundle is verified against its manifest (sizes and SHA-256), this host's
     CRIU must be at least as new as the one that dumped it, and this host's CPU must pass CRIU's
-    compatibility check against the source's. A podman container's image must be present with the
-    same image ID; when it is missing, it is loaded from the bundle if the checkpoint carries it."
+    compatibility check against the source's. A podman or Docker container's image must be present
+    with the same image ID; when it is missing, it is loaded from the bundle if the checkpoint carries it."
+  - "Engine V(docker): the container is re-created from the source's C(docker inspect) (same name,
+    image by ID, command, environment, labels, mounts, network settings and limits, plus label
+    C(io.ferry.checkpoint)), its file changes and checkpoint are put where Docker looks for them,
+    and it is started from the checkpoint. If that fails, the re-created container is removed.
+    A different container with the same name is a conflict, never replaced."
   - "O(resume=true) runs the container again where it was checkpointed (the source): the rollback of
     a migration that failed before the target took over."
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
@@ -39,7 +44,7 @@ options:
   engine:
     description: Must match the bundle's engine; defaults to it.
     type: str
-    choices: [podman, criu]
+    choices: [podman, docker, criu]
   cpu_check:
     description: Refuse to restore when CRIU says this CPU cannot run the dumped processes.
     type: bool
@@ -92,14 +97,14 @@ seconds:
   type: float
 image_loaded:
   description: The image was missing here and was loaded from the bundle.
-  returned: when a podman restore happened
+  returned: when a podman or docker restore happened
   type: bool
 phase:
   description: V(verify) or V(restore) when it failed.
   returned: failure
   type: str
 detail:
-  description: The tool's own words (podman's stderr or the tail of CRIU's log) on failure.
+  description: The tool's own words (podman's or Docker's stderr, CRIU's error lines or log tail) on failure.
   returned: failure
   type: str
 """

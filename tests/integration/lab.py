@@ -8,9 +8,14 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-LAB = "/var/lib/ferry-lab"
+# A second lab can run beside the default one (say, while the fault matrix holds the first):
+# FERRY_LAB_DIR=/var/lib/ferry-lab-b FERRY_LAB_NET=10.198.0 FERRY_LAB_PREFIX=ferryb pytest ...
+LAB = os.environ.get("FERRY_LAB_DIR", "/var/lib/ferry-lab")
+NET = os.environ.get("FERRY_LAB_NET", "10.199.0")
+# Every lab host also runs its own Docker daemon, for the docker engine's tests.
+LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": True}
 INVENTORY = LAB + "/inventory.yml"
-ADDRESS = {"node%d" % i: "10.199.0.%d" % (10 + i) for i in range(1, 9)}
+ADDRESS = {"node%d" % i: "%s.%d" % (NET, 10 + i) for i in range(1, 9)}
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
 
 
@@ -24,6 +29,8 @@ def playbook(name, *args, extra=None, check=None):
     argv = [os.path.join(BIN, "ansible-playbook"), name] + list(args)
     if os.path.exists(INVENTORY) and "-i" not in args:
         argv += ["-i", INVENTORY]
+    if name == "ferry.migrate.lab":
+        extra = dict(LAB_VARS, **(extra or {}))
     if extra:
         argv += ["-e", json.dumps(extra)]
     proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900, check=False)
@@ -73,58 +80,60 @@ def migrate(container, source, target, check=True, **extra):
 
 
 # What every test starts from on a lab host: no containers, trees, checkpoints or one-time keys.
-RESET = ("podman rm --force --time 0 --all >/dev/null; for f in /run/ferry/trees/*.pid; do "
+RESET = ("podman rm --force --time 0 --all >/dev/null; "
+         "[ -S /run/docker.sock ] && docker rm --force $(docker ps -a -q) >/dev/null 2>&1; for f in /run/ferry/trees/*.pid; do "
          "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
          "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
-COUNTER = ("podman run -d --name %s --network none localhost/ferry/busybox:lab "
+COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox:lab "
            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
 
 
-def count(node, name="counter"):
+def count(node, name="counter", engine="podman"):
     for _attempt in range(10):  # the counter rewrites its file: a read may land between truncate and write
-        value = ssh(node, "podman exec %s cat /tmp/count" % name)
+        value = ssh(node, "%s exec %s cat /tmp/count" % (engine, name))
         if value:
             return int(value)
         time.sleep(0.05)
     raise AssertionError("%s on %s writes no count" % (name, node))
 
 
-def containers(node):
-    running = ssh(node, "podman ps --format '{{.Names}}'").split()
+def containers(node, engine="podman"):
+    running = ssh(node, "%s ps --format '{{.Names}}'" % engine).split()
     return ["%s %s" % (name, "running" if name in running else "stopped")
-            for name in ssh(node, "podman ps -a --format '{{.Names}}'").split()]
+            for name in ssh(node, "%s ps -a --format '{{.Names}}'" % engine).split()]
 
 
 def images_dir(node):
     return ssh(node, "ls -A /var/lib/ferry")
 
 
-def start_counter(node, name="counter"):
-    ssh(node, COUNTER % name)
+def start_counter(node, name="counter", engine="podman"):
+    ssh(node, COUNTER.format(engine=engine, name=name))
     time.sleep(1)
-    return count(node, name)
+    return count(node, name, engine)
 
 
-def start_redis(node, name="redis", keys=3000):
+def start_redis(node, name="redis", keys=3000, engine="podman", network="none"):
     """A Redis container holding ``keys`` keys; returns the MGET of all of them (to compare later)."""
-    ssh(node, "podman run -d --name %s --network none localhost/ferry/redis:lab" % name)
+    ssh(node, "%s run -d --name %s --network %s localhost/ferry/redis:lab" % (engine, name, network))
     script = "".join("SET k:%d v-%d-%d\\r\\n" % (i, i, i * 31) for i in range(keys))
     for _attempt in range(20):
-        if "errors: 0" in ssh(node, "printf '%s' | podman exec -i %s redis-cli --pipe" % (script, name), check=False):
+        if "errors: 0" in ssh(node, "printf '%s' | %s exec -i %s redis-cli --pipe" % (script, engine, name), check=False):
             break
         time.sleep(0.5)
-    return ssh(node, redis_mget(name, keys))
+    return ssh(node, redis_mget(name, keys, engine))
 
 
-def redis_mget(name, keys=3000):
-    return "podman exec %s redis-cli MGET " % name + " ".join("k:%d" % i for i in range(keys))
+def redis_mget(name, keys=3000, engine="podman"):
+    return "%s exec %s redis-cli MGET " % (engine, name) + " ".join("k:%d" % i for i in range(keys))
 
 
-def where(nodes):
+def where(nodes, engines=("podman",)):
     """Container name -> list of "node state" for every container on the given nodes."""
     found = {}
     for node in nodes:
-        for entry in containers(node):
-            name, state = entry.split()
-            found.setdefault(name, []).append("%s %s" % (node, state))
+        for engine in engines:
+            for entry in containers(node, engine):
+                name, state = entry.split()
+                found.setdefault(name, []).append("%s %s" % (node, state))
     return found

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
+from lab import ADDRESS, FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +22,13 @@ def test_podman_counter_keeps_counting(clean):
 
 
 def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
-    ssh("node1", "iptables -I OUTPUT -d 10.199.0.12 -j REJECT")
+    ssh("node1", "iptables -I OUTPUT -d " + ADDRESS["node2"] + " -j REJECT")
     try:
-        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/10.199.0.12/22' 2>/dev/null && echo reachable || echo blocked") == "blocked"
+        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/" + ADDRESS["node2"] + "/22' 2>/dev/null && echo reachable || echo blocked") == "blocked"
         before = start_counter("node1")
         proc = migrate("counter", "node1", "node2", migrate_route="controller")
     finally:
-        ssh("node1", "iptables -D OUTPUT -d 10.199.0.12 -j REJECT")
+        ssh("node1", "iptables -D OUTPUT -d " + ADDRESS["node2"] + " -j REJECT")
     assert "by controller;" in proc.stdout
     assert count("node2") > before
     assert containers("node1") == [] and containers("node2") == ["counter running"]

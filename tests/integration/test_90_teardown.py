@@ -18,6 +18,7 @@ def test_teardown_leaves_nothing(lab):
     assert "ferry-ctl" not in run("ip", "-o", "link")
     assert "ferry-lab node-init" not in run("ps", "-eo", "args")
     assert "sshd -D -e -f /etc/ssh/sshd_config" not in run("ps", "-eo", "args")
+    assert "dockerd" not in run("ps", "-eo", "comm")
     assert LAB not in run("findmnt", "-rn", "-o", "TARGET")
     assert subprocess.run(["test", "-e", LAB], check=False).returncode == 1
     again = playbook("ferry.migrate.lab", extra={"lab_state": "absent"}, check=True)

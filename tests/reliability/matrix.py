@@ -44,7 +44,7 @@ def clean():
 
 def start_workload(node="node1"):
     ssh(node, WRITER % "redis")
-    ssh(node, COUNTER % "counter")
+    ssh(node, COUNTER.format(engine="podman", name="counter"))
     time.sleep(2)
     return {"counter": count(node, "counter"), "acked": acked(node, "redis")}
 

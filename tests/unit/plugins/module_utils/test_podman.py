@@ -1,4 +1,4 @@
-from ansible_collections.ferry.migrate.plugins.module_utils import _podman
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _podman
 
 CRIU = "/usr/local/sbin/criu"
 
@@ -51,5 +51,5 @@ def test_criu_errors_are_read_from_the_log_runc_names(tmp_path):
     log.write_text("(00.01) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE\n(00.02) fine\n"
                    "(00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n")
     stderr = 'level=error msg="criu failed: type NOTIFY errno 0\\nlog file: %s"' % log
-    assert _podman.criu_log_errors(stderr) == "CRIU: (00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n"
-    assert _podman.criu_log_errors("no log named") == ""
+    assert _criu.runc_log_errors(stderr) == "CRIU: (00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n"
+    assert _criu.runc_log_errors("no log named") == ""

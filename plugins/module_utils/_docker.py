@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The docker engine: Docker's experimental checkpoints (runc and CRIU underneath), moved between hosts.
+
+Docker can checkpoint a container and start it again from a checkpoint, but only on the host that
+holds it, and its restore from a custom ``--checkpoint-dir`` is broken upstream. So the source's
+checkpoint directory travels in the bundle with the container's file changes (overlay2's upper
+directory) and its ``docker inspect``; the target re-creates the container from that inspect, puts
+both back where Docker looks for them and starts it from the checkpoint.
+
+Argument builders are plain functions, one formatter per setting, unit-tested without Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, criu_stats, tree_cpu, tree_rss
+
+MIN_API_VERSION = (1, 40)
+CHECKPOINT_FILE = "checkpoint.tar"
+ROOTFS_FILE = "rootfs-diff.tar"
+# The source's `docker inspect`, to re-create the container from. A file of the bundle, not a field of
+# its manifest: it holds the environment (secrets often), and modules return the manifest.
+INSPECT_FILE = "inspect.json"
+# Docker keeps checkpoints per container, so one name serves every migration.
+CHECKPOINT_NAME = "ferry"
+# Marks the target's re-created container as this checkpoint's, so a rollback removes only that one.
+LABEL = "io.ferry.checkpoint"
+# Overlay keeps whiteouts and opaque directories as device nodes and trusted.* attributes.
+TAR_OPTIONS = ["--numeric-owner", "--xattrs", "--xattrs-include=trusted.*", "--xattrs-include=security.*", "--sparse"]
+_COMPRESS = {"none": [], "gzip": ["--gzip"], "zstd": ["--zstd"]}
+
+
+def api_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in (text or "0").split(".")[:2] if part.isdigit())
+
+
+def checkpoint_args(container: str, name: str, options: dict[str, t.Any]) -> list[str]:
+    # Docker has no flags for CRIU's TCP and lock options: runc takes them from /etc/criu/runc.conf,
+    # which role criu_host writes.
+    return ["checkpoint", "create"] + (["--leave-running"] if options.get("leave_running") else []) + [container, name]
+
+
+def _publish(port: str, binding: dict[str, str]) -> str:
+    host = ":".join(part for part in (binding.get("HostIp") or "", binding.get("HostPort") or "") if part or binding.get("HostIp"))
+    return "%s:%s" % (host, port) if host else port
+
+
+def _mount(mount: dict[str, t.Any]) -> str | None:
+    kind = mount.get("Type")
+    if kind == "bind":
+        spec = "type=bind,source=%s,target=%s" % (mount["Source"], mount["Destination"])
+        if mount.get("Propagation"):
+            spec += ",bind-propagation=" + mount["Propagation"]
+    elif kind == "volume":
+        spec = "type=volume,source=%s,target=%s" % (mount["Name"], mount["Destination"])
+    else:  # tmpfs mounts come from HostConfig.Tmpfs
+        return None
+    return spec + ("" if mount.get("RW", True) else ",readonly")
+
+
+def create_args(inspect: dict[str, t.Any], checkpoint_id: str) -> list[str]:
+    """``docker create`` arguments that re-create the container ``inspect`` describes, with its name,
+    image (by ID), command, environment, labels, mounts, network and limits. Options are written
+    ``--opt=value`` so no value can be read as an option."""
+    config = inspect.get("Config") or {}
+    host = inspect.get("HostConfig") or {}
+    args = ["create", "--name=" + inspect["Name"].lstrip("/"), "--label=%s=%s" % (LABEL, checkpoint_id)]
+
+    def each(option: str, values: t.Iterable[t.Any] | None) -> None:
+        args.extend("--%s=%s" % (option, value) for value in values or ())
+
+    def one(option: str, value: t.Any) -> None:
+        if value:
+            args.append("--%s=%s" % (option, value))
+
+    one("hostname", config.get("Hostname"))
+    one("domainname", config.get("Domainname"))
+    one("user", config.get("User"))
+    one("workdir", config.get("WorkingDir"))
+    one("stop-signal", config.get("StopSignal"))
+    each("env", config.get("Env"))
+    each("label", ("%s=%s" % item for item in sorted((config.get("Labels") or {}).items()) if item[0] != LABEL))
+    if config.get("Tty"):
+        args.append("--tty")
+    if config.get("OpenStdin"):
+        args.append("--interactive")
+
+    network = host.get("NetworkMode") or "default"
+    args.append("--network=" + network)
+    settings = ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    one("ip", (settings.get("IPAMConfig") or {}).get("IPv4Address"))
+    # Docker adds the container's short ID as an alias by itself; that one is not the user's.
+    each("network-alias", (alias for alias in settings.get("Aliases") or () if alias != inspect.get("Id", "")[:12]))
+    each("publish", (_publish(port, binding) for port, bindings in sorted((host.get("PortBindings") or {}).items())
+                     for binding in bindings or ()))
+    each("add-host", host.get("ExtraHosts"))
+    each("dns", host.get("Dns"))
+
+    each("mount", (spec for spec in map(_mount, inspect.get("Mounts") or ()) if spec))
+    each("tmpfs", ("%s:%s" % (path, opts) if opts else path for path, opts in sorted((host.get("Tmpfs") or {}).items())))
+
+    policy = host.get("RestartPolicy") or {}
+    if policy.get("Name") not in (None, "", "no"):
+        retries = policy.get("MaximumRetryCount") or 0
+        args.append("--restart=%s%s" % (policy["Name"], ":%d" % retries if policy["Name"] == "on-failure" and retries else ""))
+    each("cap-add", host.get("CapAdd"))
+    each("cap-drop", host.get("CapDrop"))
+    each("security-opt", host.get("SecurityOpt"))
+    each("ulimit", ("%s=%d:%d" % (limit["Name"], limit["Soft"], limit["Hard"]) for limit in host.get("Ulimits") or ()))
+    one("memory", host.get("Memory"))
+    one("cpus", host.get("NanoCpus") and "%g" % (host["NanoCpus"] / 1e9))
+    one("shm-size", host.get("ShmSize"))
+    for flag, key in (("--privileged", "Privileged"), ("--init", "Init"), ("--read-only", "ReadonlyRootfs")):
+        if host.get(key):
+            args.append(flag)
+
+    # The effective entrypoint and command are in Config; an empty entrypoint must stay empty.
+    entrypoint = config.get("Entrypoint") or []
+    args.append("--entrypoint=" + (entrypoint[0] if entrypoint else ""))
+    return args + [inspect["Image"]] + entrypoint[1:] + (config.get("Cmd") or [])
+
+
+def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The fields of ``docker inspect`` a planner and a manifest need (the same keys as podman's)."""
+    state = inspect.get("State") or {}
+    config = inspect.get("Config") or {}
+    networks = (inspect.get("NetworkSettings") or {}).get("Networks") or {}
+    pid = state.get("Pid") or None
+    running = state.get("Status") == "running"
+    return {
+        "engine": "docker",
+        "name": (inspect.get("Name") or "").lstrip("/"),
+        "id": inspect.get("Id"),
+        "image_id": (inspect.get("Image") or "").split(":", 1)[-1],
+        "image_name": config.get("Image"),
+        "state": state.get("Status"),
+        "pid": pid,
+        "labels": config.get("Labels") or {},
+        "addresses": sorted(net.get("IPAddress") for net in networks.values() if net.get("IPAddress")),
+        "rss_bytes": tree_rss(pid) if running else 0,
+        "cpu": tree_cpu(pid) if running else 0.0,
+        "checkpointed": False,
+        "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
+    }
+
+
+class DockerEngine(ImageEngine):
+    name = tool = "docker"
+    summarise = staticmethod(summarise)
+
+    def __init__(self, module, criu):
+        super().__init__(module, criu)
+        server = self._json(["version", "--format", "{{json .Server}}"], "docker version") or {}
+        if api_version(server.get("ApiVersion")) < MIN_API_VERSION:
+            module.fail_json(msg="the Docker daemon's API %s is older than %d.%d" % ((server.get("ApiVersion"),) + MIN_API_VERSION))
+        info = self._json(["info", "--format", "{{json .}}"], "docker info")
+        if not info.get("ExperimentalBuild"):
+            module.fail_json(msg="the Docker daemon on this host runs without experimental mode, which checkpoints need "
+                                 "(role ferry.migrate.criu_host with criu_host_docker=true enables it)")
+        self.root = info["DockerRootDir"]
+        self.driver = info.get("Driver")
+        self.api_version = server.get("ApiVersion")
+
+    def _tar(self, args: list[str], what: str) -> None:
+        rc, out, err = self.module.run_command(["tar"] + TAR_OPTIONS + args)
+        if rc != 0:
+            raise EngineError("%s: tar exited with %d" % (what, rc), (err or out).strip()[-2000:])
+
+    def _checkpoint_dir(self, container_id: str) -> str:
+        return os.path.join(self.root, "containers", container_id, "checkpoints", CHECKPOINT_NAME)
+
+    def _ours(self, manifest: dict[str, t.Any]) -> dict[str, t.Any] | None:
+        """This host's container of the checkpoint: the source's original (same ID) or the one a
+        restore created (our label). A stranger with the same name is not ours."""
+        found = self._inspect([manifest["container"]["name"]])
+        if not found:
+            return None
+        mine = found[0]
+        labels = (mine.get("Config") or {}).get("Labels") or {}
+        if mine.get("Id") == manifest["container"]["id"] or labels.get(LABEL) == manifest["id"]:
+            return mine
+        return None
+
+    def checkpoint(self, container, bundle_dir, options):
+        found = self._inspect([container])
+        if not found:
+            raise EngineError("no docker container %s" % container)
+        inspect = found[0]
+        info = summarise(inspect)
+        if info["state"] != "running":
+            raise EngineError("container %s is %s, not running" % (container, info["state"]))
+        upper = ((inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
+        if not upper:
+            raise EngineError("container %s uses storage driver %s; the docker engine carries a container's file "
+                              "changes from overlay2's upper directory" % (container, self.driver))
+        if options.get("include_image"):
+            # By name when the name still means this image, so the target gets its tag too.
+            name = info["image_name"]
+            rc, out, _err = self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", name or ""])
+            keep_name = rc == 0 and out.strip().split(":", 1)[-1] == info["image_id"]
+            self._run(["save", "-o", os.path.join(bundle_dir, self.IMAGE_FILE), name if keep_name else info["image_id"]], "docker save")
+        self.module.run_command([self.binary, "checkpoint", "rm", info["id"], CHECKPOINT_NAME])  # a stale one from an earlier try
+        self._run(checkpoint_args(info["id"], CHECKPOINT_NAME, options), "docker checkpoint create")
+        source = self._checkpoint_dir(info["id"])
+        compress = _COMPRESS[options.get("compress") or "none"]
+        self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", source, "."],
+                  "packing the checkpoint")
+        self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, ROOTFS_FILE), "--directory", upper, "."],
+                  "packing the container's file changes")
+        with open(os.open(os.path.join(bundle_dir, INSPECT_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                  encoding="utf-8") as handle:
+            json.dump(inspect, handle)
+        return {"container": info, "stats": criu_stats(source, "stats-dump")}
+
+    def restore(self, bundle_dir, manifest, options):
+        image_loaded = self.ensure_image(bundle_dir, manifest["container"]["image_id"])
+        name = manifest["container"]["name"]
+        stale = self._ours(manifest)
+        if stale:  # a half-restored container of this checkpoint, from an attempt that failed
+            self._run(["rm", "--force", stale["Id"]], "docker rm")
+        elif self._inspect([name]):
+            raise EngineError("a container named %s already exists on this host" % name)
+        with open(os.path.join(bundle_dir, INSPECT_FILE), encoding="utf-8") as handle:
+            inspect = json.load(handle)
+        created = self._run(create_args(inspect, manifest["id"]), "docker create").strip().splitlines()[-1]
+        try:
+            fresh = self._inspect([created])[0]
+            self._tar(["--extract", "--file", os.path.join(bundle_dir, ROOTFS_FILE),
+                       "--directory", fresh["GraphDriver"]["Data"]["UpperDir"]], "unpacking the container's file changes")
+            self._unpack_checkpoint(bundle_dir, manifest, created)
+            self._run(["start", "--checkpoint", CHECKPOINT_NAME, created], "docker start --checkpoint")
+        except (EngineError, OSError, KeyError, IndexError):
+            # Nothing half-restored stays behind: the caller's rollback resumes the source.
+            self.module.run_command([self.binary, "rm", "--force", created])
+            raise
+        return {"container": self._started(created, manifest), "image_loaded": image_loaded}
+
+    def resume(self, bundle_dir, manifest, options):
+        container_id = manifest["container"]["id"]
+        if not os.path.isdir(self._checkpoint_dir(container_id)):
+            self._unpack_checkpoint(bundle_dir, manifest, container_id)
+        self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], "docker start --checkpoint (resume)")
+        return {"container": self._started(container_id, manifest)}
+
+    def _unpack_checkpoint(self, bundle_dir: str, manifest: dict[str, t.Any], container_id: str) -> None:
+        target = self._checkpoint_dir(container_id)
+        os.makedirs(target, mode=0o700, exist_ok=True)
+        self._tar(["--extract", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", target],
+                  "unpacking the checkpoint")
+
+    def _started(self, container_id: str, manifest: dict[str, t.Any]) -> dict[str, t.Any] | None:
+        # The container's copy of the checkpoint holds its memory: it goes once the container runs.
+        self.module.run_command([self.binary, "checkpoint", "rm", container_id, CHECKPOINT_NAME])
+        return self.describe(container_id)
+
+    def running(self, manifest):
+        mine = self._ours(manifest)
+        return bool(mine and (mine.get("State") or {}).get("Status") == "running")
+
+    def exists(self, manifest):
+        return self._ours(manifest) is not None
+
+    def remove(self, manifest):
+        mine = self._ours(manifest)
+        if not mine:
+            return False
+        self._run(["rm", "--force", mine["Id"]], "docker rm")
+        return True

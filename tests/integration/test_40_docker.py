@@ -1,0 +1,83 @@
+"""The docker engine on the lab: each lab host runs its own Docker daemon (experimental mode)."""
+import pytest
+
+from lab import count, images_dir, migrate, playbook, redis_mget, ssh, start_counter, start_redis, where
+
+pytestmark = pytest.mark.integration
+
+
+def docker_left(node):
+    """Checkpoint copies Docker still holds on a host (they contain process memory)."""
+    return ssh(node, "ls -d /var/lib/docker/containers/*/checkpoints/* 2>/dev/null; true")
+
+
+def test_a_counting_docker_container_moves_and_keeps_counting(clean):
+    before = start_counter("node1", engine="docker")
+    proc = migrate("counter", "node1", "node2", migrate_engine="docker", check=True)
+    after = count("node2", engine="docker")
+    assert after >= before  # never went back: the count lives in the shell's memory
+    assert after > count("node2", engine="docker") - 100 and count("node2", engine="docker") >= after
+    assert where(["node1", "node2"], ("docker",)) == {"counter": ["node2 running"]}
+    assert images_dir("node1") == images_dir("node2") == ""
+    assert docker_left("node1") == docker_left("node2") == ""
+    # The file it writes was carried too (the container's upper layer), and grows from there.
+    assert int(ssh("node2", "docker exec counter cat /tmp/count")) >= before
+    labels = ssh("node2", "docker inspect -f '{{index .Config.Labels \"io.ferry.checkpoint\"}}' counter")
+    assert labels == "counter-node1-to-node2", proc.stdout[-2000:]
+
+
+def test_a_docker_redis_keeps_every_key(clean):
+    keys = start_redis("node1", keys=3000, engine="docker", network="bridge")
+    assert keys.count("v-") == 3000
+    migrate("redis", "node1", "node2", migrate_engine="docker", migrate_health_command=["redis-cli", "PING"], check=True)
+    assert ssh("node2", redis_mget("redis", 3000, "docker")) == keys
+    assert ssh("node2", "docker exec redis redis-cli SET after-move yes") == "OK"
+    assert where(["node1", "node2"], ("docker",)) == {"redis": ["node2 running"]}
+
+
+def test_a_failed_docker_restore_resumes_the_source_and_spares_a_stranger(clean, tmp_path):
+    # After the preflight, a different container takes the name on the target: the restore must
+    # refuse to replace it, and the rollback must resume the source where it stopped.
+    hook = tmp_path / "stranger.yml"
+    hook.write_text("- ansible.builtin.command:\n    argv: [docker, create, --name, counter, localhost/ferry/busybox:lab, 'true']\n"
+                    "  delegate_to: node2\n")
+    before = start_counter("node1", engine="docker")
+    proc = migrate("counter", "node1", "node2", migrate_engine="docker", migrate_before_restore_tasks=str(hook), check=False)
+    assert proc.returncode != 0
+    assert "a container named counter already exists on this host" in proc.stdout
+    assert count("node1", engine="docker") >= before
+    assert where(["node1", "node2"], ("docker",)) == {"counter": ["node1 running", "node2 stopped"]}
+    assert ssh("node2", "docker inspect -f '{{.Config.Cmd}}' counter") == "[true]"  # the stranger, untouched
+    assert images_dir("node1") == images_dir("node2") == ""
+    assert docker_left("node1") == ""
+
+
+def test_a_docker_image_missing_on_the_target_travels_with_the_checkpoint(clean):
+    ssh("node2", "docker rmi localhost/ferry/busybox:lab")
+    try:
+        before = start_counter("node1", engine="docker")
+        migrate("counter", "node1", "node2", migrate_engine="docker", check=True)
+        assert count("node2", engine="docker") >= before
+        assert ssh("node2", "docker image inspect -f '{{.Id}}' localhost/ferry/busybox:lab") == \
+            ssh("node1", "docker image inspect -f '{{.Id}}' localhost/ferry/busybox:lab")
+    finally:
+        ssh("node2", "docker image inspect localhost/ferry/busybox:lab >/dev/null 2>&1 || "
+                     "docker load -q -i /var/cache/ferry/lab-images/busybox.docker.tar")
+
+
+def test_a_drain_empties_a_host_of_podman_and_docker_containers(clean, tmp_path):
+    nodes = ["node1", "node2", "node3", "node4"]
+    state = {"pc": start_counter("node1", "pc"), "dc": start_counter("node1", "dc", engine="docker"),
+             "dredis": start_redis("node1", "dredis", 500, engine="docker", network="bridge")}
+    proc = playbook("ferry.migrate.drain", extra=dict(drain_hosts="node1", fleet_state_dir=str(tmp_path),
+                                                      fleet_engines=["podman", "docker"]))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "node1 drained: nothing runs there." in proc.stdout
+    found = where(nodes, ("podman", "docker"))
+    assert sorted(found) == ["dc", "dredis", "pc"], found
+    for name, entries in found.items():
+        assert len(entries) == 1 and entries[0].endswith(" running") and not entries[0].startswith("node1"), found
+    engine = {"pc": "podman", "dc": "docker"}
+    for name in ("pc", "dc"):
+        assert count(found[name][0].split()[0], name, engine[name]) > state[name]
+    assert ssh(found["dredis"][0].split()[0], redis_mget("dredis", 500, "docker")) == state["dredis"]
