@@ -15,6 +15,7 @@ NET = os.environ.get("FERRY_LAB_NET", "10.199.0")
 # Every lab host also runs its own Docker daemon, for the docker engine's tests.
 LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": True}
 INVENTORY = LAB + "/inventory.yml"
+FABRIC = LAB_VARS["lab_prefix"] + "-fabric"  # the namespace holding the lab's bridge and host ports
 ADDRESS = {"node%d" % i: "%s.%d" % (NET, 10 + i) for i in range(1, 9)}
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import ADDRESS, FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
+from lab import ADDRESS, FABRIC, FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -129,9 +129,10 @@ def test_target_unreachable_after_checkpoint_rolls_back(clean):
     target task. Now the source runs again and the message says the target's key will expire."""
     before = start_counter("node1")
     try:
-        proc = migrate("counter", "node1", "node2", check=False, migrate_before_transfer_tasks=FILES + "/target_unreachable.yml")
+        proc = migrate("counter", "node1", "node2", check=False, migrate_before_transfer_tasks=FILES + "/target_unreachable.yml",
+                       ferry_lab_fabric=FABRIC)
     finally:
-        subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n2", "up"], check=True)
+        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n2", "up"], check=True)
     assert proc.returncode != 0 and "failed in phase transfer" in proc.stdout
     assert "node2 is unreachable" in proc.stdout and "expires by itself" in proc.stdout
     assert containers("node1") == ["counter running"] and count("node1") >= before

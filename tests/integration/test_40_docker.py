@@ -81,3 +81,17 @@ def test_a_drain_empties_a_host_of_podman_and_docker_containers(clean, tmp_path)
     for name in ("pc", "dc"):
         assert count(found[name][0].split()[0], name, engine[name]) > state[name]
     assert ssh(found["dredis"][0].split()[0], redis_mget("dredis", 500, "docker")) == state["dredis"]
+
+
+def test_criu_host_names_a_docker_daemon_without_experimental_mode(lab):
+    off = playbook("ferry.migrate.criu_host", "-e", "hosts=node4",
+                   extra={"criu_host_docker": True, "criu_host_docker_options": {"experimental": False}})
+    try:
+        assert off.returncode != 0
+        assert "runs without experimental mode, which checkpoints need" in off.stdout
+        failed = migrate("nothing", "node1", "node4", migrate_engine="docker", check=False)
+        assert "runs without experimental mode" in failed.stdout
+    finally:
+        on = playbook("ferry.migrate.criu_host", "-e", "hosts=node4", extra={"criu_host_docker": True})
+    assert on.returncode == 0, on.stdout[-3000:]
+    assert ssh("node4", "docker info --format '{{.ExperimentalBuild}}'") == "true"

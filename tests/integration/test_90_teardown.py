@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from lab import LAB, playbook, recap
+from lab import LAB, LAB_VARS, playbook, recap
 
 pytestmark = pytest.mark.integration
 
@@ -14,8 +14,8 @@ def run(*argv):
 
 def test_teardown_leaves_nothing(lab):
     playbook("ferry.migrate.lab", extra={"lab_state": "absent"}, check=True)
-    assert "ferry-" not in run("ip", "netns", "list")
-    assert "ferry-ctl" not in run("ip", "-o", "link")
+    assert LAB_VARS["lab_prefix"] + "-" not in run("ip", "netns", "list")
+    assert LAB_VARS["lab_prefix"] + "-ctl" not in run("ip", "-o", "link")
     assert "ferry-lab node-init" not in run("ps", "-eo", "args")
     assert "sshd -D -e -f /etc/ssh/sshd_config" not in run("ps", "-eo", "args")
     assert "dockerd" not in run("ps", "-eo", "comm")

@@ -16,7 +16,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from lab import BIN, COUNTER, INVENTORY, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from lab import BIN, COUNTER, FABRIC, INVENTORY, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
 
 NODES = ["node1", "node2", "node3", "node4"]
 FAULTS_DIR = os.path.join(HERE, "faults")
@@ -39,7 +39,7 @@ def clean():
     for node in NODES:
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; " + RESET + "; "
             "for i in busybox redis; do podman image exists localhost/ferry/$i:lab || podman load -q -i " + IMAGES + "/$i.tar; done")
-        subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
+        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
 
 
 def start_workload(node="node1"):
@@ -87,7 +87,7 @@ def _failure_line(output):
 
 
 def migrate(container, hooks=None, source="node1", target="node2"):
-    extra = dict(migrate_container=container, migrate_source=source, migrate_target=target)
+    extra = dict(migrate_container=container, migrate_source=source, migrate_target=target, ferry_lab_fabric=FABRIC)
     for key, name in (hooks or {}).items():
         extra[key] = os.path.join(FAULTS_DIR, name)
     return playbook("ferry.migrate.migrate", extra=extra)
@@ -115,7 +115,7 @@ def single(hook, phase, cause, unreachable=None):
 def after_fault():
     """Undo the fault's own damage (not Ferry's): links up, file systems unmounted, squatters gone."""
     for node in NODES:
-        subprocess.run(["ip", "-n", "ferry-fabric", "link", "set", "n" + node[4:], "up"], check=False)
+        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; "
             "podman ps -a --filter status=created --format '{{.Names}}' | xargs -r podman rm >/dev/null; true")
     time.sleep(1)
