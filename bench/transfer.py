@@ -80,7 +80,7 @@ def write_section(title, body, path=os.path.join(ROOT, "docs", "benchmarks.md"),
     text = open(path).read() if os.path.exists(path) else heading
     section = "## %s\n\n%s" % (title, body)
     pattern = re.compile(r"## %s\n.*?(?=\n## |\Z)" % re.escape(title), re.S)
-    text = pattern.sub(lambda match: section.rstrip("\n"), text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    text = pattern.sub(lambda match: section.rstrip("\n") + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as handle:
         handle.write(text.rstrip("\n") + "\n")
 

@@ -63,6 +63,15 @@ def _mount(mount: dict[str, t.Any]) -> str | None:
     return spec + ("" if mount.get("RW", True) else ",readonly")
 
 
+def restart_policy(host_config: dict[str, t.Any]) -> str | None:
+    """The ``--restart`` value of a container, None when Docker never restarts it."""
+    policy = host_config.get("RestartPolicy") or {}
+    if policy.get("Name") in (None, "", "no"):
+        return None
+    retries = policy.get("MaximumRetryCount") or 0
+    return policy["Name"] + (":%d" % retries if policy["Name"] == "on-failure" and retries else "")
+
+
 def create_args(inspect: dict[str, t.Any], checkpoint_id: str) -> list[str]:
     """``docker create`` arguments that re-create the container ``inspect`` describes, with its name,
     image (by ID), command, environment, labels, mounts, network and limits. Options are written
@@ -104,10 +113,7 @@ def create_args(inspect: dict[str, t.Any], checkpoint_id: str) -> list[str]:
     each("mount", (spec for spec in map(_mount, inspect.get("Mounts") or ()) if spec))
     each("tmpfs", ("%s:%s" % (path, opts) if opts else path for path, opts in sorted((host.get("Tmpfs") or {}).items())))
 
-    policy = host.get("RestartPolicy") or {}
-    if policy.get("Name") not in (None, "", "no"):
-        retries = policy.get("MaximumRetryCount") or 0
-        args.append("--restart=%s%s" % (policy["Name"], ":%d" % retries if policy["Name"] == "on-failure" and retries else ""))
+    one("restart", restart_policy(host))
     each("cap-add", host.get("CapAdd"))
     each("cap-drop", host.get("CapDrop"))
     each("security-opt", host.get("SecurityOpt"))
@@ -205,7 +211,17 @@ class DockerEngine(ImageEngine):
             keep_name = rc == 0 and out.strip().split(":", 1)[-1] == info["image_id"]
             self._run(["save", "-o", os.path.join(bundle_dir, self.IMAGE_FILE), name if keep_name else info["image_id"]], "docker save")
         self.module.run_command([self.binary, "checkpoint", "rm", info["id"], CHECKPOINT_NAME])  # a stale one from an earlier try
-        self._run(checkpoint_args(info["id"], CHECKPOINT_NAME, options), "docker checkpoint create")
+        # Docker restarts a container that a checkpoint stopped, as if it had crashed: a second copy
+        # beside the one moving. Off for the move; the target gets it back from the inspect, a resume here.
+        restart = restart_policy(inspect.get("HostConfig") or {})
+        if restart and not options.get("leave_running"):
+            self._run(["update", "--restart=no", info["id"]], "docker update")
+        try:
+            self._run(checkpoint_args(info["id"], CHECKPOINT_NAME, options), "docker checkpoint create")
+        except EngineError:
+            if restart and not options.get("leave_running"):
+                self.module.run_command([self.binary, "update", "--restart=" + restart, info["id"]])
+            raise
         source = self._checkpoint_dir(info["id"])
         compress = _COMPRESS[options.get("compress") or "none"]
         self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", source, "."],
@@ -245,6 +261,10 @@ class DockerEngine(ImageEngine):
         if not os.path.isdir(self._checkpoint_dir(container_id)):
             self._unpack_checkpoint(bundle_dir, manifest, container_id)
         self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], "docker start --checkpoint (resume)")
+        with open(os.path.join(bundle_dir, INSPECT_FILE), encoding="utf-8") as handle:
+            restart = restart_policy(json.load(handle).get("HostConfig") or {})
+        if restart:
+            self._run(["update", "--restart=" + restart, container_id], "docker update")
         return {"container": self._started(container_id, manifest)}
 
     def _unpack_checkpoint(self, bundle_dir: str, manifest: dict[str, t.Any], container_id: str) -> None:

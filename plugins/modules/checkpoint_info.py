@@ -86,18 +86,28 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _cri
 _PAGES = re.compile(r"^pages-\d+\.img\Z")
 
 
+def _image_name(member_name):
+    """A CRIU image's name inside a checkpoint archive: under checkpoint/ in podman's, at the top of
+    the docker engine's; None for anything else (rootfs, configuration)."""
+    for prefix in ("checkpoint/", "./"):
+        if member_name.startswith(prefix) and "/" not in member_name[len(prefix):]:
+            return member_name[len(prefix):]
+    return None
+
+
 def criu_images(path):
-    """Read pstree.img and page sizes from a bundle: loose CRIU images, or inside podman's archive."""
+    """Read pstree.img and page sizes from a bundle: loose CRIU images, or inside podman's or the
+    docker engine's archive."""
     pstree, memory = None, 0
     archive = os.path.join(path, "checkpoint.tar")
     if os.path.exists(archive):
         try:
             with tarfile.open(archive) as tar:
                 for member in tar:
-                    base = os.path.basename(member.name)
-                    if member.name.startswith("checkpoint/") and _PAGES.match(base):
+                    name = _image_name(member.name)
+                    if name and _PAGES.match(name):
                         memory += member.size
-                    elif member.name == "checkpoint/pstree.img":
+                    elif name == "pstree.img":
                         pstree = tar.extractfile(member).read()
         except tarfile.TarError:
             return None, None

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import module, playbook, read_counter, recap, ssh
+from lab import LAB, module, playbook, read_counter, recap, ssh
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_hosts_are_isolated(lab):
         assert ssh("node1", "ls /var/lib/ferry") == ""
     finally:
         ssh("node2", "rm /var/lib/ferry/only-on-node2")
-    assert ssh("node1", "ls /var/lib/ferry-lab 2>/dev/null | wc -l") == "0"
+    assert ssh("node1", "ls %s 2>/dev/null | wc -l" % LAB) == "0"
 
 
 def test_criu_info_on_every_host(lab):

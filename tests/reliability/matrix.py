@@ -16,7 +16,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from lab import BIN, COUNTER, FABRIC, INVENTORY, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from lab import ADDRESS, BIN, COUNTER, FABRIC, INVENTORY, LAB, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
 
 NODES = ["node1", "node2", "node3", "node4"]
 FAULTS_DIR = os.path.join(HERE, "faults")
@@ -35,11 +35,26 @@ class Broken(AssertionError):
     pass
 
 
+def links_up():
+    """Every host's fabric port up, and each host answering SSH again: right after its link comes
+    back, a connection can still fail with "No route to host" until the neighbour entry recovers."""
+    for node in NODES:
+        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
+    for node in NODES:
+        for _attempt in range(30):
+            if subprocess.run(["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts",
+                               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
+                               "root@" + ADDRESS[node], "true"],
+                              capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+
+
 def clean():
+    links_up()
     for node in NODES:
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; " + RESET + "; "
             "for i in busybox redis; do podman image exists localhost/ferry/$i:lab || podman load -q -i " + IMAGES + "/$i.tar; done")
-        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
 
 
 def start_workload(node="node1"):
@@ -114,8 +129,8 @@ def single(hook, phase, cause, unreachable=None):
 
 def after_fault():
     """Undo the fault's own damage (not Ferry's): links up, file systems unmounted, squatters gone."""
+    links_up()
     for node in NODES:
-        subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
         ssh(node, UNDO_FULL + "tc qdisc del dev eth0 root 2>/dev/null; "
             "podman ps -a --filter status=created --format '{{.Names}}' | xargs -r podman rm >/dev/null; true")
     time.sleep(1)

@@ -91,3 +91,10 @@ def test_api_version():
     assert _docker.api_version("1.41") == (1, 41)
     assert _docker.api_version("") < _docker.MIN_API_VERSION
     assert _docker.api_version(None) < _docker.MIN_API_VERSION
+
+
+def test_restart_policy():
+    assert _docker.restart_policy({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}) == "always"
+    assert _docker.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
+    assert _docker.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
+    assert _docker.restart_policy({}) is None
