@@ -213,25 +213,31 @@ class DockerEngine(ImageEngine):
         self.module.run_command([self.binary, "checkpoint", "rm", info["id"], CHECKPOINT_NAME])  # a stale one from an earlier try
         # Docker restarts a container that a checkpoint stopped, as if it had crashed: a second copy
         # beside the one moving. Off for the move; the target gets it back from the inspect, a resume here.
-        restart = restart_policy(inspect.get("HostConfig") or {})
-        if restart and not options.get("leave_running"):
+        moving = not options.get("leave_running")
+        restart = restart_policy(inspect.get("HostConfig") or {}) if moving else None
+        if restart:
             self._run(["update", "--restart=no", info["id"]], "docker update")
         try:
             self._run(checkpoint_args(info["id"], CHECKPOINT_NAME, options), "docker checkpoint create")
         except EngineError:
-            if restart and not options.get("leave_running"):
-                self.module.run_command([self.binary, "update", "--restart=" + restart, info["id"]])
+            self._put_back(info["id"], restart, from_checkpoint=False)
             raise
         source = self._checkpoint_dir(info["id"])
         compress = _COMPRESS[options.get("compress") or "none"]
-        self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", source, "."],
-                  "packing the checkpoint")
-        self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, ROOTFS_FILE), "--directory", upper, "."],
-                  "packing the container's file changes")
-        with open(os.open(os.path.join(bundle_dir, INSPECT_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
-                  encoding="utf-8") as handle:
-            json.dump(inspect, handle)
-        return {"container": info, "stats": criu_stats(source, "stats-dump")}
+        try:
+            self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", source, "."],
+                      "packing the checkpoint")
+            self._tar(compress + ["--create", "--file", os.path.join(bundle_dir, ROOTFS_FILE), "--directory", upper, "."],
+                      "packing the container's file changes")
+            with open(os.open(os.path.join(bundle_dir, INSPECT_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                      encoding="utf-8") as handle:
+                json.dump(inspect, handle)
+            stats = criu_stats(source, "stats-dump")
+        except (EngineError, OSError):
+            # No bundle, so no rollback will come: the stopped container runs again from its checkpoint now.
+            self._put_back(info["id"], restart, from_checkpoint=moving)
+            raise
+        return {"container": info, "stats": stats}
 
     def restore(self, bundle_dir, manifest, options):
         image_loaded = self.ensure_image(bundle_dir, manifest["container"]["image_id"])
@@ -248,35 +254,40 @@ class DockerEngine(ImageEngine):
             fresh = self._inspect([created])[0]
             self._tar(["--extract", "--file", os.path.join(bundle_dir, ROOTFS_FILE),
                        "--directory", fresh["GraphDriver"]["Data"]["UpperDir"]], "unpacking the container's file changes")
-            self._unpack_checkpoint(bundle_dir, manifest, created)
-            self._run(["start", "--checkpoint", CHECKPOINT_NAME, created], "docker start --checkpoint")
+            self._unpack_checkpoint(bundle_dir, created)
+            self._start_from_checkpoint(created, "docker start --checkpoint")
         except (EngineError, OSError, KeyError, IndexError):
             # Nothing half-restored stays behind: the caller's rollback resumes the source.
             self.module.run_command([self.binary, "rm", "--force", created])
             raise
-        return {"container": self._started(created, manifest), "image_loaded": image_loaded}
+        return {"container": self.describe(created), "image_loaded": image_loaded}
 
     def resume(self, bundle_dir, manifest, options):
         container_id = manifest["container"]["id"]
         if not os.path.isdir(self._checkpoint_dir(container_id)):
-            self._unpack_checkpoint(bundle_dir, manifest, container_id)
-        self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], "docker start --checkpoint (resume)")
+            self._unpack_checkpoint(bundle_dir, container_id)
         with open(os.path.join(bundle_dir, INSPECT_FILE), encoding="utf-8") as handle:
             restart = restart_policy(json.load(handle).get("HostConfig") or {})
+        self._put_back(container_id, restart, from_checkpoint=True)
+        return {"container": self.describe(container_id)}
+
+    def _put_back(self, container_id: str, restart: str | None, from_checkpoint: bool) -> None:
+        """The source container as it was before the move: running from its checkpoint, restart policy back."""
+        if from_checkpoint:
+            self._start_from_checkpoint(container_id, "docker start --checkpoint (resume)")
         if restart:
             self._run(["update", "--restart=" + restart, container_id], "docker update")
-        return {"container": self._started(container_id, manifest)}
 
-    def _unpack_checkpoint(self, bundle_dir: str, manifest: dict[str, t.Any], container_id: str) -> None:
+    def _unpack_checkpoint(self, bundle_dir: str, container_id: str) -> None:
         target = self._checkpoint_dir(container_id)
         os.makedirs(target, mode=0o700, exist_ok=True)
         self._tar(["--extract", "--file", os.path.join(bundle_dir, CHECKPOINT_FILE), "--directory", target],
                   "unpacking the checkpoint")
 
-    def _started(self, container_id: str, manifest: dict[str, t.Any]) -> dict[str, t.Any] | None:
+    def _start_from_checkpoint(self, container_id: str, what: str) -> None:
+        self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], what)
         # The container's copy of the checkpoint holds its memory: it goes once the container runs.
         self.module.run_command([self.binary, "checkpoint", "rm", container_id, CHECKPOINT_NAME])
-        return self.describe(container_id)
 
     def running(self, manifest):
         mine = self._ours(manifest)

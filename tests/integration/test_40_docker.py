@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lab import COUNTER, count, images_dir, migrate, playbook, redis_mget, ssh, start_counter, start_redis, where
+from lab import COUNTER, count, images_dir, migrate, module, playbook, redis_mget, ssh, start_counter, start_redis, where
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +102,21 @@ def test_criu_host_names_a_docker_daemon_without_experimental_mode(lab):
         on = playbook("ferry.migrate.criu_host", "-e", "hosts=node4", extra={"criu_host_docker": True})
     assert on.returncode == 0, on.stdout[-3000:]
     assert ssh("node4", "docker info --format '{{.ExperimentalBuild}}'") == "true"
+
+
+def test_a_docker_checkpoint_that_cannot_be_packed_runs_the_container_again(clean):
+    # The bundle's disk is full: Docker's checkpoint stopped the container, but no bundle exists, so
+    # no rollback would come. The engine itself must start it again from its checkpoint.
+    ssh("node1", COUNTER.format(engine="docker", name="counter").replace(" run -d ", " run -d --restart=always "))
+    time.sleep(1)
+    before = count("node1", engine="docker")
+    ssh("node1", "mount -t tmpfs -o size=256k ferry-full /var/lib/ferry")
+    try:
+        result = module("node1", "ferry.migrate.checkpoint", engine="docker", container="counter")
+    finally:
+        ssh("node1", "umount /var/lib/ferry")
+    assert result["failed"] and result["phase"] == "checkpoint" and "packing" in result["msg"], result
+    assert where(["node1"], ("docker",)) == {"counter": ["node1 running"]}
+    assert count("node1", engine="docker") >= before
+    assert ssh("node1", "docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' counter") == "always"
+    assert docker_left("node1") == ""
