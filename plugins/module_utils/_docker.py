@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, criu_stats, tree_cpu, tree_rss
@@ -175,7 +176,8 @@ class DockerEngine(ImageEngine):
     def _tar(self, args: list[str], what: str) -> None:
         rc, out, err = self.module.run_command(["tar"] + TAR_OPTIONS + args)
         if rc != 0:
-            raise EngineError("%s: tar exited with %d" % (what, rc), (err or out).strip()[-2000:])
+            words = (err or out).strip()
+            raise EngineError("%s: tar exited with %d: %s" % (what, rc, (words.splitlines() or [""])[0]), words[-2000:])
 
     def _checkpoint_dir(self, container_id: str) -> str:
         return os.path.join(self.root, "containers", container_id, "checkpoints", CHECKPOINT_NAME)
@@ -233,10 +235,11 @@ class DockerEngine(ImageEngine):
                       encoding="utf-8") as handle:
                 json.dump(inspect, handle)
             stats = criu_stats(source, "stats-dump")
-        except (EngineError, OSError):
+        except (EngineError, OSError) as exc:
             # No bundle, so no rollback will come: the stopped container runs again from its checkpoint now.
             self._put_back(info["id"], restart, from_checkpoint=moving)
-            raise
+            raise EngineError("packing the bundle failed (%s runs again from its checkpoint): %s" % (container, exc),
+                              getattr(exc, "detail", "")) from exc
         return {"container": info, "stats": stats}
 
     def restore(self, bundle_dir, manifest, options):
@@ -285,7 +288,16 @@ class DockerEngine(ImageEngine):
                   "unpacking the checkpoint")
 
     def _start_from_checkpoint(self, container_id: str, what: str) -> None:
-        self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], what)
+        # Right after a checkpoint, containerd still holds its content, and Docker 20.10's upload of the
+        # same checkpoint fails with "already exists" until containerd lets go of it.
+        for attempt in range(15):
+            try:
+                self._run(["start", "--checkpoint", CHECKPOINT_NAME, container_id], what)
+                break
+            except EngineError as exc:
+                if "already exists" not in str(exc) or attempt == 14:
+                    raise
+                time.sleep(1)
         # The container's copy of the checkpoint holds its memory: it goes once the container runs.
         self.module.run_command([self.binary, "checkpoint", "rm", container_id, CHECKPOINT_NAME])
 

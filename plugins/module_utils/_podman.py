@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, tree_cpu, tree_rss
@@ -102,11 +103,34 @@ class PodmanEngine(ImageEngine):
             raise EngineError("no podman container %s" % container)
         if info["state"] != "running":
             raise EngineError("container %s is %s, not running" % (container, info["state"]))
+        policy = ((self._inspect([info["id"]]) or [{}])[0].get("HostConfig") or {}).get("RestartPolicy") or {}
+        if policy.get("Name") not in (None, "", "no") and not options.get("leave_running"):
+            # Podman may restart a container its checkpoint stopped, leaving a fresh second copy here,
+            # and podman 4 cannot switch the policy off for the move (Docker can; see _docker).
+            raise EngineError("container %s has restart policy %s: podman would restart it here once the checkpoint "
+                              "stops it; re-create it with --restart=no to move it" % (container, policy["Name"]))
         if options.get("include_image"):
             self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, self.IMAGE_FILE),
                        info["image_name"] or info["image_id"]], "podman image save")
-        out = self._run(checkpoint_args(info["id"], os.path.join(bundle_dir, CHECKPOINT_FILE), options,
-                                        self.criu.binary), "podman container checkpoint")
+        try:
+            out = self._run(checkpoint_args(info["id"], os.path.join(bundle_dir, CHECKPOINT_FILE), options,
+                                            self.criu.binary), "podman container checkpoint")
+        except EngineError as exc:
+            after = self.describe(info["id"])
+            if options.get("leave_running") or not after or after["state"] == "running":
+                raise
+            # The dump stopped it, then writing the archive failed: without a bundle no rollback will
+            # come, so it runs again now from the checkpoint podman kept (--keep).
+            note = ""
+            for _attempt in range(10):  # podman may still hold it as "paused" for a moment
+                try:
+                    self.resume(bundle_dir, {"container": info}, options)
+                    note = "%s runs again from its checkpoint" % container
+                    break
+                except EngineError as again:
+                    note = "and resuming %s failed too: %s" % (container, again)
+                    time.sleep(1)
+            raise EngineError("%s (%s)" % (exc, note), exc.detail) from exc
         return {"container": info, "stats": parse_stats(out)}
 
     def restore(self, bundle_dir, manifest, options):

@@ -201,6 +201,7 @@ def main():
 
     options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image")}
     partial = _bundle.start(images_dir, checkpoint_id)
+    fields = None
     try:
         engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
         frozen_at = _engines.now()
@@ -217,8 +218,16 @@ def main():
             checkpointed_at=_engines.now(),
         ))
     except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
+        resumed = ""
+        if fields is not None and not params["leave_running"]:
+            # Stopped, but without a bundle no rollback will come: it runs again here, now.
+            try:
+                engine.resume(partial, dict(fields, id=checkpoint_id), options)
+                resumed = " (%s runs again from its checkpoint)" % params["container"]
+            except (_engines.EngineError, _criu.CriuError, OSError) as again:
+                resumed = " (and resuming %s failed too: %s)" % (params["container"], again)
         _bundle.remove_tree(partial)
-        _engines.fail(module, "checkpoint", exc)
+        _engines.fail(module, "checkpoint", _engines.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")))
     module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds)
 
 

@@ -104,19 +104,34 @@ def test_criu_host_names_a_docker_daemon_without_experimental_mode(lab):
     assert ssh("node4", "docker info --format '{{.ExperimentalBuild}}'") == "true"
 
 
-def test_a_docker_checkpoint_that_cannot_be_packed_runs_the_container_again(clean):
-    # The bundle's disk is full: Docker's checkpoint stopped the container, but no bundle exists, so
-    # no rollback would come. The engine itself must start it again from its checkpoint.
-    ssh("node1", COUNTER.format(engine="docker", name="counter").replace(" run -d ", " run -d --restart=always "))
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_a_checkpoint_that_cannot_be_written_leaves_the_container_running(clean, engine):
+    # The bundle's disk is full. The checkpoint has stopped the container by then, and with no bundle
+    # no rollback would come: the engine itself runs it again (Docker: restart policy and all).
+    policy = "always" if engine == "docker" else "no"
+    ssh("node1", COUNTER.format(engine=engine, name="counter").replace(" run -d ", " run -d --restart=%s " % policy))
     time.sleep(1)
-    before = count("node1", engine="docker")
-    ssh("node1", "mount -t tmpfs -o size=256k ferry-full /var/lib/ferry")
+    before = count("node1", engine=engine)
+    ssh("node1", "mount -t tmpfs -o size=64k ferry-full /var/lib/ferry")
     try:
-        result = module("node1", "ferry.migrate.checkpoint", engine="docker", container="counter")
+        result = module("node1", "ferry.migrate.checkpoint", engine=engine, container="counter")
     finally:
         ssh("node1", "umount /var/lib/ferry")
-    assert result["failed"] and result["phase"] == "checkpoint" and "packing" in result["msg"], result
-    assert where(["node1"], ("docker",)) == {"counter": ["node1 running"]}
-    assert count("node1", engine="docker") >= before
-    assert ssh("node1", "docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' counter") == "always"
-    assert docker_left("node1") == ""
+    assert result["failed"] and result["phase"] == "checkpoint", result
+    assert "no space left on device" in result["msg"].lower(), result
+    assert "runs again from its checkpoint" in result["msg"], result
+    assert where(["node1"], (engine,)) == {"counter": ["node1 running"]}
+    time.sleep(0.5)
+    assert count("node1", engine=engine) >= before
+    assert ssh("node1", "%s inspect -f '{{.HostConfig.RestartPolicy.Name}}' counter" % engine) in (policy, "")
+    assert docker_left("node1") == "" and images_dir("node1") == ""
+
+
+def test_podman_refuses_to_checkpoint_a_container_it_would_restart(clean):
+    ssh("node1", COUNTER.format(engine="podman", name="counter").replace(" run -d ", " run -d --restart=always "))
+    time.sleep(1)
+    before = count("node1")
+    result = module("node1", "ferry.migrate.checkpoint", container="counter")
+    assert result["failed"] and "has restart policy always" in result["msg"], result
+    assert where(["node1"]) == {"counter": ["node1 running"]} and count("node1") >= before
+    assert images_dir("node1") == ""
