@@ -19,7 +19,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, criu_stats, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, criu_stats, restart_policy, tree_cpu, tree_rss
 
 MIN_API_VERSION = (1, 40)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -62,15 +62,6 @@ def _mount(mount: dict[str, t.Any]) -> str | None:
     else:  # tmpfs mounts come from HostConfig.Tmpfs
         return None
     return spec + ("" if mount.get("RW", True) else ",readonly")
-
-
-def restart_policy(host_config: dict[str, t.Any]) -> str | None:
-    """The ``--restart`` value of a container, None when Docker never restarts it."""
-    policy = host_config.get("RestartPolicy") or {}
-    if policy.get("Name") in (None, "", "no"):
-        return None
-    retries = policy.get("MaximumRetryCount") or 0
-    return policy["Name"] + (":%d" % retries if policy["Name"] == "on-failure" and retries else "")
 
 
 def create_args(inspect: dict[str, t.Any], checkpoint_id: str) -> list[str]:

@@ -139,6 +139,15 @@ class ImageEngine(Engine):
         return True
 
 
+def restart_policy(host_config: dict[str, t.Any]) -> str | None:
+    """The ``--restart`` value of a container, None when Docker never restarts it."""
+    policy = host_config.get("RestartPolicy") or {}
+    if policy.get("Name") in (None, "", "no"):
+        return None
+    retries = policy.get("MaximumRetryCount") or 0
+    return policy["Name"] + (":%d" % retries if policy["Name"] == "on-failure" and retries else "")
+
+
 def criu_for(module: t.Any) -> _criu.Criu:
     binary = _criu.find_binary(module.params.get("criu_path"))
     if not binary:

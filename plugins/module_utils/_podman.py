@@ -13,7 +13,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, restart_policy, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -98,17 +98,18 @@ class PodmanEngine(ImageEngine):
             module.fail_json(msg="podman %s is older than %d.%d" % ((version,) + MIN_VERSION))
 
     def checkpoint(self, container, bundle_dir, options):
-        info = self.describe(container)
-        if not info:
+        found = self._inspect([container])
+        if not found:
             raise EngineError("no podman container %s" % container)
+        info = summarise(found[0])
         if info["state"] != "running":
             raise EngineError("container %s is %s, not running" % (container, info["state"]))
-        policy = ((self._inspect([info["id"]]) or [{}])[0].get("HostConfig") or {}).get("RestartPolicy") or {}
-        if policy.get("Name") not in (None, "", "no") and not options.get("leave_running"):
+        restart = restart_policy(found[0].get("HostConfig") or {})
+        if restart and not options.get("leave_running"):
             # Podman may restart a container its checkpoint stopped, leaving a fresh second copy here,
             # and podman 4 cannot switch the policy off for the move (Docker can; see _docker).
             raise EngineError("container %s has restart policy %s: podman would restart it here once the checkpoint "
-                              "stops it; re-create it with --restart=no to move it" % (container, policy["Name"]))
+                              "stops it; re-create it with --restart=no to move it" % (container, restart.split(":")[0]))
         if options.get("include_image"):
             self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, self.IMAGE_FILE),
                        info["image_name"] or info["image_id"]], "podman image save")

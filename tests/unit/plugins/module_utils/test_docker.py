@@ -1,4 +1,4 @@
-from ansible_collections.ferry.migrate.plugins.module_utils import _docker
+from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _engines
 
 # Trimmed from a real `docker inspect` of Docker 20.10 (a Redis published on a port, with a volume).
 INSPECT = {
@@ -94,7 +94,7 @@ def test_api_version():
 
 
 def test_restart_policy():
-    assert _docker.restart_policy({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}) == "always"
-    assert _docker.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
-    assert _docker.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
-    assert _docker.restart_policy({}) is None
+    assert _engines.restart_policy({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}) == "always"
+    assert _engines.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
+    assert _engines.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
+    assert _engines.restart_policy({}) is None
