@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -118,6 +119,9 @@ class Criu:
         for key, value in opts.items():
             if value is None:
                 continue
+            if key == "ps":  # a message, not a scalar
+                client.opts.ps.MergeFrom(pycriu.rpc.criu_page_server_info(**value))
+                continue
             field = getattr(client.opts, key)
             if isinstance(value, list):
                 del field[:]
@@ -200,14 +204,52 @@ class Criu:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def dump(self, images_dir: str, pid: int, **opts: t.Any) -> t.Any:
-        client = self._new(images_dir, log_file="dump.log", pid=pid, **opts)
+    def dump(self, images_dir: str, pid: int, notify: t.Callable[[str], bool] | None = None, **opts: t.Any) -> t.Any:
+        """Dump ``pid``; ``notify(script)`` is asked at each of CRIU's action-script points ("post-dump":
+        every image but the lazy pages is written) and a False answer makes CRIU resume the tree."""
+        client = self._new(images_dir, log_file="dump.log", pid=pid, notify_scripts=bool(notify) or None, **opts)
         try:
-            return client.dump()
+            if notify is None:
+                return client.dump()
+            return self._dump_notified(client, notify)
         except pycriu.CRIUException as exc:
             raise CriuError("criu dump of pid %d failed: %s" % (pid, exc), log_tail(images_dir, "dump.log"))
         finally:
             self._close(client)
+
+    @staticmethod
+    def _dump_notified(client: t.Any, notify: t.Callable[[str], bool]) -> t.Any:
+        """pycriu's dump() cannot answer CRIU's notifications; this is its loop with answers."""
+        req = pycriu.rpc.criu_req(type=pycriu.rpc.DUMP)
+        req.opts.MergeFrom(client.opts)
+        # pylint: disable-next=protected-access
+        sock = client._comm.connect(False)
+        try:
+            sock.send(req.SerializeToString())
+            while True:
+                resp = pycriu.rpc.criu_resp()
+                resp.ParseFromString(sock.recv(len(sock.recv(1, socket.MSG_TRUNC | socket.MSG_PEEK))))
+                if resp.type != pycriu.rpc.NOTIFY:
+                    break
+                answer = pycriu.rpc.criu_req(type=pycriu.rpc.NOTIFY, notify_success=bool(notify(resp.notify.script)))
+                sock.send(answer.SerializeToString())
+        finally:
+            client._comm.disconnect()  # pylint: disable=protected-access
+        if not resp.success:
+            raise pycriu.CRIUExceptionExternal(req.type, resp.type, resp.cr_errno)
+        return resp.dump
+
+    def page_server_argv(self, images_dir: str, port: int, pidfile: str) -> list[str]:
+        """A page server on 127.0.0.1:``port`` writing into ``images_dir``. It serves one connection
+        (Ferry's relay) and exits when that ends. (CRIU's RPC page server cannot open its images once
+        the requesting process is gone, so it runs as a command.)"""
+        return [self.binary, "page-server", "--images-dir", images_dir, "--address", "127.0.0.1", "--port", str(port),
+                "--log-file", "page-server.log", "-v4", "--daemon", "--pidfile", pidfile]
+
+    def lazy_pages_argv(self, images_dir: str, port: int, pidfile: str) -> list[str]:
+        """The lazy-pages daemon of a post-copy restore, fetching pages from 127.0.0.1:``port``."""
+        return [self.binary, "lazy-pages", "--page-server", "--address", "127.0.0.1", "--port", str(port),
+                "--images-dir", images_dir, "--log-file", "lazy-pages.log", "-v4", "--daemon", "--pidfile", pidfile]
 
     def restore(self, images_dir: str, **opts: t.Any) -> int:
         client = self._new(images_dir, log_file="restore.log", **opts)

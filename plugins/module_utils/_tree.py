@@ -12,8 +12,9 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
 from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, criu_stats, tree_cpu, tree_rss
 
@@ -37,15 +38,53 @@ def write_pid(pidfile: str, pid: int) -> None:
     os.replace(tmp, pidfile)
 
 
+def tree_state(pid: int | None) -> str:
+    """running, stopped (a stream's source waiting for the target) or exited."""
+    if not pid:
+        return "exited"
+    try:
+        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "exited"
+    return "stopped" if state in ("T", "t") else "running"
+
+
+def tree_pids(root: int) -> list[int]:
+    """The root and its descendants."""
+    pids, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        pids.append(pid)
+        for task in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d/task" % pid) else []:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task), encoding="ascii") as handle:
+                    queue.extend(int(child) for child in handle.read().split())
+            except OSError:
+                pass
+    return pids
+
+
 def dump_options(options: dict) -> dict:
     return {
         "leave_running": bool(options.get("leave_running")),
+        # A streamed dump leaves no pages on the source: the tree stays stopped here, whole, until the
+        # target runs it (then it is killed) or the migration rolls back (then it continues).
+        "leave_stopped": options.get("method") == "stream" and not options.get("leave_running") or None,
         "tcp_established": bool(options.get("tcp_established")),
         # A connection the kernel accepted but the process did not yet: the client gets a reset and
         # retries; without this CRIU refuses to dump any server that is being connected to.
         "tcp_skip_in_flight": bool(options.get("tcp_established")),
         "file_locks": bool(options.get("file_locks")),
     }
+
+
+def _loopback_config(images_dir: str) -> str:
+    """A CRIU configuration file keeping the lazy-pages server on loopback; the caller removes it."""
+    fd, path = tempfile.mkstemp(prefix=".criu-", suffix=".conf", dir=images_dir)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write("address 127.0.0.1\n")
+    return path
 
 
 class TreeEngine(Engine):
@@ -58,7 +97,7 @@ class TreeEngine(Engine):
     def _summary(self, name: str, pidfile: str) -> dict:
         pid = read_pid(pidfile)
         return {"engine": "criu", "name": name, "id": name, "pidfile": pidfile, "pid": pid,
-                "state": "running" if pid else "exited", "image_id": None, "image_name": None,
+                "state": tree_state(pid), "image_id": None, "image_name": None,
                 "labels": {}, "addresses": [], "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid), "checkpointed": False}
 
     def describe(self, container):
@@ -74,22 +113,63 @@ class TreeEngine(Engine):
         info = self.describe(container)
         if not info or not info["pid"]:
             raise EngineError("no running process tree %s (pidfile %s)" % (container, self._pidfile(container)))
-        try:
-            self.criu.dump(bundle_dir, info["pid"], **dump_options(options))
-        except CriuError as exc:
-            raise EngineError(str(exc), exc.log)
-        return {"container": info, "stats": criu_stats(bundle_dir, "stats-dump")}
+        method = options.get("method") or "stop_and_copy"
+        link = options.get("page_link") or {}
+        extra, relay, fields = {}, None, {"container": info}
+        if method == "stream":
+            relay, port = _pagelink.source_stream(link["address"], link["port"], bytes.fromhex(link["key"]), link["give_up"])
+            extra = {"ps": {"address": "127.0.0.1", "port": port}}
+        elif method == "post_copy":
+            listening = threading.Event()
+            lazy_port = _pagelink.free_port()
+            relay = _pagelink.source_lazy(link["address"], link["port"], bytes.fromhex(link["key"]), link["give_up"],
+                                          lazy_port, listening)
 
-    def _restore(self, bundle_dir, manifest, options):
+            def notify(script):
+                if script == "post-dump":  # every image but the lazy pages is written: hand them over
+                    return options["post_dump"](dict(fields, stats=criu_stats(bundle_dir, "stats-dump")))
+                if script == "status-ready":  # CRIU serves the pages now
+                    listening.set()
+                return True
+            # RPC gives the lazy-pages server no address of its own: a config file keeps it on loopback.
+            extra = {"lazy_pages": True, "ps": {"port": lazy_port}, "notify": notify,
+                     "config_file": _loopback_config(os.path.dirname(bundle_dir))}
+        try:
+            self.criu.dump(bundle_dir, info["pid"], **dump_options(options), **extra)
+            if relay and not relay.wait(60):
+                raise EngineError("the page link failed: %s" % relay.error)
+        except CriuError as exc:
+            why = (" (the page link: %s)" % relay.error) if relay and relay.error else ""
+            raise EngineError(str(exc) + why, exc.log) from exc
+        finally:
+            if relay:
+                relay.close()
+            if extra.get("config_file"):
+                os.unlink(extra["config_file"])
+        fields["stats"] = criu_stats(bundle_dir, "stats-dump")
+        if relay:
+            fields["page_link"] = dict(relay.figures(), method=method)
+        return fields
+
+    def restore(self, bundle_dir, manifest, options):
         info = manifest["container"]
         pidfile = info["pidfile"]
         if read_pid(pidfile):
             raise EngineError("process tree %s already runs here (pidfile %s)" % (info["name"], pidfile))
+        images_dir, checkpoint_id = os.path.split(bundle_dir)
+        method = options.get("method") or "stop_and_copy"
+        if method == "stream":
+            expected = (manifest.get("page_link") or {}).get("bytes_out", -1)
+            for path in _pagelink.streamed_pages(images_dir, checkpoint_id, expected):
+                os.replace(path, os.path.join(bundle_dir, os.path.basename(path)))
         # CRIU writes its log and statistics to a work directory: the bundle stays as verified.
-        work = tempfile.mkdtemp(prefix=".work-", dir=os.path.dirname(bundle_dir))
+        work = tempfile.mkdtemp(prefix=".work-", dir=images_dir)
         work_fd = os.open(work, os.O_DIRECTORY)
         try:
-            pid = self.criu.restore(bundle_dir, work_dir_fd=work_fd,
+            lazy = None
+            if method == "post_copy":
+                lazy = self._start_lazy_pages(bundle_dir, work, checkpoint_id)
+            pid = self.criu.restore(bundle_dir, work_dir_fd=work_fd, lazy_pages=bool(lazy) or None,
                                     tcp_established=bool(options.get("tcp_established")),
                                     file_locks=bool(options.get("file_locks")))
             write_pid(pidfile, pid)
@@ -101,11 +181,35 @@ class TreeEngine(Engine):
             shutil.rmtree(work, ignore_errors=True)
         return {"stats": stats, "container": self._summary(info["name"], pidfile)}
 
-    restore = _restore
-    resume = _restore  # the source's own bundle is as good a place to resume from as any
+    def _start_lazy_pages(self, bundle_dir, work, checkpoint_id):
+        """CRIU's lazy-pages daemon, fetching through this host's end of the page link."""
+        images_dir = os.path.dirname(bundle_dir)
+        state = _pagelink.read_state(images_dir, checkpoint_id) or {}
+        if state.get("state") != "running" or not _pagelink.alive(state.get("pid")):
+            raise EngineError("the page link of %s is not open here (%s)" % (checkpoint_id, state.get("error") or state.get("state")))
+        argv = self.criu.lazy_pages_argv(bundle_dir, state["local_port"], os.path.join(work, "lazy-pages.pid"))
+        rc, _out, err = self.module.run_command(argv + ["--work-dir", work])
+        if rc != 0:
+            raise EngineError("criu lazy-pages did not start", log_tail(work, "lazy-pages.log") or err)
+        return True
+
+    def resume(self, bundle_dir, manifest, options):
+        info = manifest["container"]
+        pid = read_pid(info["pidfile"])
+        if options.get("method") in ("stream", "post_copy"):
+            # The tree never left: a stream's stays stopped here until now, a post-copy's CRIU resumes
+            # it itself when the transfer fails. Its pages are in its own memory, not in the bundle.
+            if tree_state(pid) == "stopped":
+                for each in tree_pids(pid):
+                    os.kill(each, signal.SIGCONT)
+            if tree_state(pid) != "running":
+                raise EngineError("process tree %s is %s here and its pages are not in the bundle: it cannot be resumed"
+                                  % (info["name"], tree_state(pid)))
+            return {"stats": {}, "container": self._summary(info["name"], info["pidfile"])}
+        return self.restore(bundle_dir, manifest, options)  # the source's own bundle restores as well as any
 
     def running(self, manifest):
-        return bool(read_pid(manifest["container"]["pidfile"]))
+        return tree_state(read_pid(manifest["container"]["pidfile"])) == "running"
 
     def exists(self, manifest):
         return os.path.exists(manifest["container"]["pidfile"])

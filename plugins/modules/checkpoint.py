@@ -70,6 +70,73 @@ options:
     description: Put the container's image into the bundle (podman, docker), for targets that lack it.
     type: bool
     default: false
+  method:
+    description:
+      - How the memory travels; engine V(criu) only for all but V(stop_and_copy).
+      - V(stop_and_copy) dumps everything into the bundle here.
+      - V(stream) sends the pages through the page link O(page_link) straight to the target, which
+        M(ferry.migrate.page_link) opened; the bundle here holds the rest. The tree stays stopped here,
+        whole, until it is removed after the target runs it, or resumed by a rollback.
+      - V(post_copy) keeps the pages in the frozen tree and serves them through O(page_link) while the
+        target already runs it. As soon as every other image is written, this module sends the bundle
+        with O(send) and lets the target restore it; it returns once the last page has been served,
+        with RV(pages_done_at). If the bundle cannot be sent, CRIU resumes the tree here at once. If the
+        page link fails for good later, the target's copy is stopped, CRIU resumes the tree here from
+        its frozen state, and what the target did meanwhile is lost (reported as an error).
+    type: str
+    choices: [stop_and_copy, stream, post_copy]
+    default: stop_and_copy
+  page_link:
+    description: The target's end of the page link, for O(method=stream) and O(method=post_copy).
+    type: dict
+    suboptions:
+      address:
+        description: The target's address.
+        type: str
+        required: true
+      port:
+        description: RV(ferry.migrate.page_link#module:port) of the target's end.
+        type: int
+        required: true
+      key:
+        description: The link's one-time key, as given to M(ferry.migrate.page_link).
+        type: str
+        required: true
+      give_up:
+        description: Seconds the link may stay down before this end gives up.
+        type: float
+        default: 30
+  send:
+    description:
+      - For O(method=post_copy), where to send the bundle the moment it is written, as
+        M(ferry.migrate.transfer) would (a key authorised by M(ferry.migrate.transfer_access)).
+    type: dict
+    suboptions:
+      target:
+        description: The target's address.
+        type: str
+        required: true
+      port:
+        description: The target's SSH port.
+        type: int
+        default: 22
+      user:
+        description: The login user.
+        type: str
+        default: root
+      private_key:
+        description: The one-time private key.
+        type: str
+        required: true
+      host_keys:
+        description: The target's pinned host keys.
+        type: list
+        elements: str
+        required: true
+      timeout:
+        description: Seconds for the connection and the transfer.
+        type: int
+        default: 60
   pidfile:
     description: Engine V(criu) only. Pidfile of the tree's root; defaults to C(<tree_dir>/<container>.pid).
     type: path
@@ -130,6 +197,18 @@ seconds:
   description: How long the checkpoint took.
   returned: when a checkpoint was taken
   type: float
+sent:
+  description: With O(method=post_copy), the transfer of the bundle (bytes, seconds, data_path).
+  returned: when a post-copy checkpoint was taken
+  type: dict
+pages_done_at:
+  description: With O(method=post_copy), epoch time at which the last page was served and the tree here ended.
+  returned: when a post-copy checkpoint was taken
+  type: float
+page_link:
+  description: With O(method=post_copy), what the page link carried (bytes_in, bytes_out, reconnects, error).
+  returned: when a post-copy checkpoint was taken
+  type: dict
 phase:
   description: V(checkpoint) when it failed.
   returned: failure
@@ -144,9 +223,22 @@ import os
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _transport
+
+
+def _post_copy_sender(module, send):
+    """The SSH connection to the target, made before the tree freezes: it is not part of the downtime."""
+    if not _transport.HAS_PARAMIKO:
+        module.fail_json(msg=missing_required_lib("paramiko") + " (send: post-copy delivers its bundle itself)")
+    try:
+        pins = _transport.pinned_keys(send["target"], send["port"], send["host_keys"], None)
+        pkey = _transport.load_private_key(send["private_key"])
+        return _transport.connect(send["target"], send["port"], send["user"], pkey, pins, send["timeout"])
+    except (_transport.TransportError, _transport.paramiko.SSHException, OSError, ValueError) as exc:
+        module.fail_json(msg="send: cannot reach %s: %s" % (send["target"], exc), phase="checkpoint")
+    return None
 
 
 def main():
@@ -163,9 +255,25 @@ def main():
             include_image=dict(type="bool", default=False),
             pidfile=dict(type="path"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
+            method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy"], default="stop_and_copy"),
+            page_link=dict(type="dict", options=dict(
+                address=dict(type="str", required=True),
+                port=dict(type="int", required=True),
+                key=dict(type="str", required=True, no_log=True),
+                give_up=dict(type="float", default=30),
+            )),
+            send=dict(type="dict", options=dict(
+                target=dict(type="str", required=True),
+                port=dict(type="int", default=22),
+                user=dict(type="str", default="root"),
+                private_key=dict(type="str", required=True, no_log=True),
+                host_keys=dict(type="list", elements="str", required=True, no_log=False),
+                timeout=dict(type="int", default=60),
+            )),
         ),
         required_one_of=[("container", "checkpoint_id")],
-        required_if=[("state", "present", ("container",))],
+        required_if=[("state", "present", ("container",)), ("method", "stream", ("page_link",)),
+                     ("method", "post_copy", ("page_link", "send"))],
         supports_check_mode=True,
     )
     params = module.params
@@ -199,24 +307,68 @@ def main():
     if module.check_mode:
         module.exit_json(changed=True, path=path)
 
-    options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image")}
+    method = params["method"]
+    if method != "stop_and_copy" and engine.name != "criu":
+        module.fail_json(msg="method: %s needs engine criu; %s offers stop_and_copy only" % (method, engine.name))
+    if method != "stop_and_copy" and params["leave_running"]:
+        module.fail_json(msg="leave_running: a copy is taken with method stop_and_copy only")
+    options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")}
+    criu_version = _criu.version_string(engine.criu.version())
+    frozen_at = _engines.now()
+    finished = {}
+
+    def finalise(fields):
+        return _bundle.finalise(images_dir, checkpoint_id, dict(
+            fields,
+            engine=engine.name,
+            criu_version=criu_version,
+            source_host=socket.gethostname(),
+            options=options,
+            frozen_at=None if params["leave_running"] else frozen_at,
+            checkpointed_at=_engines.now(),
+        ))
+
+    transport = None
+    if method == "post_copy":
+        transport = _post_copy_sender(module, params["send"])
+
+        def post_dump(fields):
+            """The tree is frozen and every image but its lazy pages written: deliver them now."""
+            try:
+                finished["manifest"] = finalise(fields)
+                finished["sent"] = _transport.send_bundle(transport, path, finished["manifest"], timeout=params["send"]["timeout"])
+            except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
+                finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
+                return False  # CRIU resumes the tree here
+            return True
+        options_for_engine = dict(options, page_link=params["page_link"], post_dump=post_dump)
+    else:
+        options_for_engine = dict(options, page_link=params["page_link"])
     partial = _bundle.start(images_dir, checkpoint_id)
     fields = None
     try:
         engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
         frozen_at = _engines.now()
         started = time.monotonic()
-        fields = engine.checkpoint(params["container"], partial, options)
+        try:
+            fields = engine.checkpoint(params["container"], partial, options_for_engine)
+        except _engines.EngineError as exc:
+            if finished.get("error"):
+                raise _engines.EngineError("%s; %s runs on here" % (finished["error"], params["container"]), exc.detail) from exc
+            if finished.get("manifest"):
+                raise _engines.EngineError(
+                    "post-copy failed after the target started: %s. The target's copy was stopped and %s resumed here "
+                    "from its frozen state; what it did on the target since %s is lost" % (exc, params["container"], frozen_at),
+                    exc.detail) from exc
+            raise
         seconds = round(time.monotonic() - started, 3)
-        manifest = _bundle.finalise(images_dir, checkpoint_id, dict(
-            fields,
-            engine=engine.name,
-            criu_version=_criu.version_string(engine.criu.version()),
-            source_host=socket.gethostname(),
-            options=options,
-            frozen_at=None if params["leave_running"] else frozen_at,
-            checkpointed_at=_engines.now(),
-        ))
+        if method == "post_copy":
+            manifest, link = finished["manifest"], fields.get("page_link")
+            fields = None  # the tree ended with its last page served: nothing to resume
+            transport.close()
+            module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest),
+                             seconds=seconds, sent=finished["sent"], pages_done_at=_engines.now(), page_link=link)
+        manifest = finalise(fields)
     except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
         resumed = ""
         if fields is not None and not params["leave_running"]:

@@ -105,7 +105,7 @@ ansible_facts:
           description: Migration methods this host allows, best first.
           type: list
           elements: str
-          sample: [post_copy, page_server, stop_and_copy]
+          sample: [post_copy, stream, stop_and_copy]
         can_dump_other_users:
           description: CAP_SYS_RESOURCE is in the bounding set; without it only root's processes can be dumped.
           type: bool
@@ -186,7 +186,7 @@ def gather(criu_path, images_dir, probe):
             facts["methods"].append("post_copy")
         if features.get("mem_dirty_track"):
             facts["methods"].append("pre_copy")
-        facts["methods"] += ["page_server", "stop_and_copy"]
+        facts["methods"] += ["stream", "stop_and_copy"]
     return facts
 
 

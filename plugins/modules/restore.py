@@ -25,6 +25,10 @@ description:
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
     Used to clean a target after a failed restore, and to remove the source's stopped copy once the
     target runs it."
+  - "Engine V(criu) with a bundle taken by method V(stream): the pages the page link
+    (M(ferry.migrate.page_link)) delivered move into the bundle once the link reports every byte the
+    source sent. Method V(post_copy): CRIU's lazy-pages daemon starts on this host's end of the page
+    link, and the tree is restored with lazy pages, running before its memory has arrived."
   - Nothing changes when the container already runs (V(running)) or is already gone (V(absent)).
 author: Ferry developers (@ferry-migrate)
 options:
@@ -49,6 +53,15 @@ options:
     description: Refuse to restore when CRIU says this CPU cannot run the dumped processes.
     type: bool
     default: true
+  wait:
+    description:
+      - Seconds to wait for the bundle to arrive, for a restore started before the checkpoint (a
+        post-copy migration runs this module with C(async) so the restore begins the moment the source
+        delivers the bundle). 0 means the bundle must be here already.
+      - The wait ends early when this checkpoint's page link (M(ferry.migrate.page_link)) has failed or
+        been closed.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - ferry.migrate.common.images
   - ferry.migrate.common.criu
@@ -109,11 +122,25 @@ detail:
   type: str
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _pagelink
+
+
+def _wait_for_bundle(module, images_dir, checkpoint_id, seconds):
+    manifest = os.path.join(_bundle.final_path(images_dir, checkpoint_id), "manifest.json")
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(manifest):
+        link = _pagelink.read_state(images_dir, checkpoint_id)
+        if link is None or link.get("state") == "failed" or not _pagelink.alive(link.get("pid")):
+            module.fail_json(msg="checkpoint %s: its page link is %s, so no bundle will come"
+                             % (checkpoint_id, (link or {}).get("error") or (link or {}).get("state") or "closed"), phase="verify")
+        if time.monotonic() > deadline:
+            module.fail_json(msg="checkpoint %s did not arrive within %d s" % (checkpoint_id, seconds), phase="verify")
+        time.sleep(0.01)
 
 
 def main():
@@ -125,6 +152,7 @@ def main():
             state=dict(type="str", choices=["running", "absent"], default="running"),
             resume=dict(type="bool", default=False),
             cpu_check=dict(type="bool", default=True),
+            wait=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
@@ -150,6 +178,8 @@ def main():
                 _engines.fail(module, "remove", exc)
         module.exit_json(changed=bool(present))
 
+    if params["wait"] > 0 and not module.check_mode:
+        _wait_for_bundle(module, params["images_dir"], params["checkpoint_id"], params["wait"])
     path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
     if params["engine"] and params["engine"] != manifest["engine"]:
         module.fail_json(msg="engine: the checkpoint was taken with engine %s, not %s" % (manifest["engine"], params["engine"]))

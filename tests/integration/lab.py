@@ -70,6 +70,23 @@ def ssh(host, command, check=True):
     return proc.stdout.strip()
 
 
+def memory_tree(node, name, port, mib):
+    """A criu-engine tree holding ``mib`` MiB it never changes and a count it keeps raising."""
+    ssh(node, "ferry-lab spawn-tree %s python3 /usr/local/lib/ferry-lab/ferry_memory.py %d %d" % (name, port, mib))
+    for _attempt in range(100):
+        if ssh(node, "python3 -c \"import socket; socket.create_connection(('127.0.0.1', %d))\" 2>/dev/null && echo up" % port, check=False) == "up":
+            return
+        time.sleep(0.2)
+    raise AssertionError("the memory workload did not start on %s" % node)
+
+
+def memory_state(node, port):
+    """(count, sha256 of the workload's bytes) from a ferry_memory.py tree."""
+    text = ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(128).decode())\"" % (port + 1))
+    found, digest = text.split()
+    return int(found), digest
+
+
 def read_counter(node, port):
     """The count held in memory by the criu engine's lab workload (roles/lab/files/ferry_counter.py)."""
     return int(ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(64).decode())\"" % port))
@@ -84,6 +101,7 @@ def migrate(container, source, target, check=True, **extra):
 RESET = ("podman rm --force --time 0 --all >/dev/null; "
          "[ -S /run/docker.sock ] && docker rm --force $(docker ps -a -q) >/dev/null 2>&1; for f in /run/ferry/trees/*.pid; do "
          "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
+         "for f in /var/lib/ferry/.link-*.json; do [ -e \"$f\" ] && kill -9 $(sed 's/.*\"pid\": \\([0-9]*\\).*/\\1/' \"$f\") 2>/dev/null; done; "
          "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
 COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox:lab "
            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")

@@ -16,3 +16,30 @@ def test_parse_version(text, expected):
 def test_version_gate():
     assert _criu.parse_version("Version: 4.1.1") < _criu.MIN_VERSION <= _criu.parse_version("Version: 4.2.1")
     assert _criu.version_string((4, 2, 1)) == "4.2.1"
+
+
+def _criu_without_rpc():
+    criu = object.__new__(_criu.Criu)  # argv builders need only the binary
+    criu.binary = "/usr/local/sbin/criu"
+    return criu
+
+
+def test_page_server_stays_on_loopback_and_serves_one_dump():
+    argv = _criu_without_rpc().page_server_argv("/var/lib/ferry/.pages-c1", 40001, "/var/lib/ferry/.pages-c1/ps.pid")
+    assert argv[:2] == ["/usr/local/sbin/criu", "page-server"]
+    assert argv[argv.index("--address") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "40001"
+    assert "--daemon" in argv and argv[argv.index("--pidfile") + 1] == "/var/lib/ferry/.pages-c1/ps.pid"
+
+
+def test_lazy_pages_daemon_fetches_from_the_local_end_of_the_link():
+    argv = _criu_without_rpc().lazy_pages_argv("/var/lib/ferry/c1", 40002, "/var/lib/ferry/.work/lp.pid")
+    assert argv[1] == "lazy-pages" and "--page-server" in argv
+    assert argv[argv.index("--address") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "40002"
+    assert argv[argv.index("--images-dir") + 1] == "/var/lib/ferry/c1"
+
+
+def test_a_streamed_dump_leaves_the_tree_stopped_not_killed():
+    from ansible_collections.ferry.migrate.plugins.module_utils import _tree
+    assert _tree.dump_options({"method": "stream"})["leave_stopped"] is True
+    assert _tree.dump_options({"method": "stop_and_copy"})["leave_stopped"] is None
+    assert _tree.dump_options({"method": "stream", "leave_running": True})["leave_stopped"] is None

@@ -1,0 +1,74 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: migration_method
+short_description: Choose how a migration moves memory
+version_added: 0.2.0
+description:
+  - From the CRIU facts of the source and the target (M(ferry.migrate.criu_info)), the engine, the
+    route and the user's policy, picks V(post_copy), V(stream) or V(stop_and_copy), and says why each
+    better one was rejected.
+  - V(auto) takes the best possible one. Post-copy is considered only with O(allow_post_copy), since
+    until its last page has arrived the container's state is split between the two hosts.
+  - A method asked for by name must be possible, or the filter fails naming the reason.
+  - Iterative pre-copy is always reported as rejected, with the source kernel's reason when it has one
+    (no soft-dirty tracking); Ferry does not run it yet.
+options:
+  _input:
+    description: V(auto), or a method by name.
+    type: str
+    required: true
+  engine:
+    description: The container engine; only V(criu) offers more than V(stop_and_copy).
+    type: str
+    required: true
+  source:
+    description: The source's C(ferry_criu) fact.
+    type: dict
+    required: true
+  target:
+    description: The target's C(ferry_criu) fact.
+    type: dict
+    required: true
+  allow_post_copy:
+    description: Whether V(auto) may pick post-copy.
+    type: bool
+    default: false
+  route:
+    description: The transfer route; the page link of V(stream) and V(post_copy) needs V(direct).
+    type: str
+    default: direct
+author: Ferry developers (@ferry-migrate)
+"""
+
+EXAMPLES = r"""
+- name: Choose
+  ansible.builtin.set_fact:
+    method: "{{ 'auto' | ferry.migrate.migration_method('criu', source_criu, target_criu, allow_post_copy=true) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: C(method), C(reason) (V(asked for) or V(best possible)) and C(rejected) (method to reason).
+  type: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
+
+
+def migration_method(requested, engine, source, target, allow_post_copy=False, route="direct"):
+    try:
+        return _methods.choose(requested, engine, source or {}, target or {}, bool(allow_post_copy), route)
+    except _methods.MethodError as exc:
+        raise AnsibleFilterError("ferry.migrate.migration_method: %s" % exc)
+
+
+class FilterModule:
+    def filters(self):
+        return {"migration_method": migration_method}

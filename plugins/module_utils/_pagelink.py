@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Both ends of a page link (see _relay) as Ferry's modules use them.
+
+Streamed memory (``stream``): the source's CRIU dump sends its pages to a CRIU page server on the
+target, which writes them to ``<images_dir>/.pages-<id>``; restore moves them into the bundle.
+Post-copy (``post_copy``): the source's CRIU keeps the frozen tree's pages and serves them; the
+target's lazy-pages daemon fetches them while the restored tree already runs.
+
+In both, the target end is a small daemon the module ``page_link`` leaves running; it records its
+state in ``<images_dir>/.link-<id>.json`` for ``restore`` and for ``page_link state=absent``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils._relay import Relay, RelayError
+
+METHODS = ("stream", "post_copy")
+
+
+def pages_dir(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, ".pages-" + _bundle.check_id(checkpoint_id))
+
+
+def state_path(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, ".link-" + _bundle.check_id(checkpoint_id) + ".json")
+
+
+def read_state(images_dir: str, checkpoint_id: str) -> dict[str, t.Any] | None:
+    try:
+        with open(state_path(images_dir, checkpoint_id), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(images_dir: str, checkpoint_id: str, state: dict[str, t.Any]) -> None:
+    path = state_path(images_dir, checkpoint_id)
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(tmp, path)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _kill_tree(pidfile: str | None) -> None:
+    """A post-copy target whose pages can no longer come must not run on with holes in its memory."""
+    try:
+        with open(pidfile or "", encoding="ascii") as handle:
+            os.kill(int(handle.read().strip()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+
+def _accept_one(listener: socket.socket, timeout: float) -> t.Callable[[], socket.socket]:
+    def accept() -> socket.socket:
+        listener.settimeout(timeout)
+        try:
+            conn, _addr = listener.accept()
+        finally:
+            listener.close()
+        conn.settimeout(None)
+        return conn
+    return accept
+
+
+def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: str, method: str, address: str,
+                 source_address: str, key: bytes, give_up: float, expires_in: float,
+                 pidfile: str | None) -> dict[str, t.Any]:
+    """Open the target end and leave it running in a daemon; returns {port, local_port, pid}."""
+    listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((address, 0))
+    listener.listen(4)
+    local_port = None
+    if method == "stream":
+        directory = pages_dir(images_dir, checkpoint_id)
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, mode=0o700)
+        server_port = free_port()
+        server_pidfile = os.path.join(directory, "page-server.pid")
+        rc, _out, err = run(criu.page_server_argv(directory, server_port, server_pidfile))
+        if rc != 0:
+            raise RelayError("criu page-server did not start: %s" % err.strip())
+        with open(server_pidfile, encoding="ascii") as handle:
+            server_pid = int(handle.read().strip())
+        local: t.Any = socket.create_connection(("127.0.0.1", server_port), timeout=10)  # its only client
+    else:
+        server_pid = None
+        local_listener = socket.create_server(("127.0.0.1", 0))
+        local_port = local_listener.getsockname()[1]
+        local = _accept_one(local_listener, expires_in)
+    port = listener.getsockname()[1]
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read()  # the daemon closes it once its state is written
+        listener.close()
+        if not callable(local):
+            local.close()
+        return {"port": port, "local_port": local_port,
+                "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
+    _daemon(ready_r, ready_w, _serve_target(images_dir, checkpoint_id, method, listener, source_address, key,
+                                            give_up, expires_in, pidfile, local, server_pid, local_port),
+            lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
+    return {}  # not reached
+
+
+def _daemon(ready_r: int, ready_w: int, serve: t.Callable[[int], None], crashed: t.Callable[[BaseException], None]) -> None:
+    code = 1
+    try:
+        os.close(ready_r)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # Ansible waits for the module's output to end
+        serve(ready_w)
+        code = 0
+    except BaseException as exc:  # pylint: disable=broad-except
+        crashed(exc)  # a daemon has nobody to raise to: its state file says what happened
+    finally:
+        os._exit(code)  # pylint: disable=protected-access
+
+
+def _serve_target(images_dir, checkpoint_id, method, listener, source_address, key, give_up, expires_in, pidfile,
+                  local, server_pid, local_port):
+    def finish(ready_w: int) -> None:
+        port = listener.getsockname()[1]
+        relay = Relay(key, "target", local, listener=listener, peer=source_address, give_up=give_up,
+                      on_failure=(lambda: _kill_tree(pidfile)) if method == "post_copy" else None,
+                      lazy_client="local" if method == "post_copy" else None)
+        state = {"state": "running", "method": method, "pid": os.getpid(), "port": port, "local_port": local_port,
+                 "page_server_pid": server_pid, "started_at": time.time()}
+        _write_state(images_dir, checkpoint_id, state)
+        os.close(ready_w)
+        relay.start()
+        ok = relay.wait(expires_in)
+        if server_pid:  # the page server writes its last image before it exits
+            deadline = time.monotonic() + 30
+            while alive(server_pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        _write_state(images_dir, checkpoint_id, dict(state, state="done" if ok else "failed", ended_at=time.time(),
+                                                     **relay.figures()))
+    return finish
+
+
+def stop_target(images_dir: str, checkpoint_id: str) -> bool:
+    """Stop the target end if it runs and remove what it left; True when something was there."""
+    state = read_state(images_dir, checkpoint_id)
+    found = state is not None or os.path.lexists(pages_dir(images_dir, checkpoint_id))
+    for pid in ((state or {}).get("pid"), (state or {}).get("page_server_pid")):
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(pages_dir(images_dir, checkpoint_id), ignore_errors=True)
+    for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp"):
+        if os.path.lexists(path):
+            os.unlink(path)
+    return found
+
+
+def streamed_pages(images_dir: str, checkpoint_id: str, expected_bytes: int, wait: float = 30.0) -> list[str]:
+    """The page images a finished stream left here, once the link says every byte arrived."""
+    deadline = time.monotonic() + wait
+    while True:
+        state = read_state(images_dir, checkpoint_id) or {}
+        if state.get("state") in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if state.get("state") != "done":
+        raise RelayError("the page stream did not finish: %s" % (state.get("error") or state.get("state") or "no page link here"))
+    if state.get("bytes_in") != expected_bytes:
+        raise RelayError("the page stream delivered %s bytes, the source sent %d" % (state.get("bytes_in"), expected_bytes))
+    directory = pages_dir(images_dir, checkpoint_id)
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                  if name.startswith(("pagemap-", "pages-")) and name.endswith(".img"))
+
+
+# ---- the source end: one relay inside the checkpoint module's own process ---------------------------
+
+def source_stream(address: str, port: int, key: bytes, give_up: float) -> tuple[Relay, int]:
+    """A relay for a dump whose page server is 127.0.0.1:<returned port>."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    relay = Relay(key, "source", _accept_one(listener, 120), dial=(address, port), give_up=give_up)
+    return relay.start(), listener.getsockname()[1]
+
+
+def free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        return sock.getsockname()[1]
+
+
+def source_lazy(address: str, port: int, key: bytes, give_up: float, lazy_port: int,
+                listening: threading.Event) -> Relay:
+    """A relay to the lazy-pages server CRIU opens on 127.0.0.1:``lazy_port`` once ``listening`` is set."""
+    def connect() -> socket.socket:
+        if not listening.wait(600):
+            raise OSError("CRIU never started serving pages")
+        return socket.create_connection(("127.0.0.1", lazy_port), timeout=10)
+    return Relay(key, "source", connect, dial=(address, port), give_up=give_up, lazy_client="peer").start()

@@ -1,0 +1,415 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The page link: CRIU's page-server connection carried between two hosts, sealed and resumable.
+
+CRIU's page server speaks plain, unauthenticated TCP, and treats a connection that simply ends as a
+finished transfer. Ferry never lets CRIU talk across the network: each CRIU talks to a relay on its own
+loopback, and the two relays exchange AES-128-GCM frames under a one-time key. A broken link is
+re-established (the dialling side redials, the listening side accepts again) and both ends resend
+what the other has not acknowledged, so CRIU never sees the break. Only when the link stays down past
+``give_up`` seconds, or either end fails, does a relay abort its CRIU connection (a reset, never a
+clean end), tell the other end, and call ``on_failure``.
+
+Frame on the link: <4-byte length><12-byte nonce><ciphertext>. The nonce is direction (1 byte), kind
+(1 byte) and a counter (10 bytes); for DATA the counter is the frame's index in its direction, so a
+resent frame is byte-for-byte the one sent first, and a replayed or reordered frame is refused.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import struct
+import threading
+import time
+import typing as t
+
+try:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:
+    AESGCM = None
+
+DATA, EOF, ACK, HELLO, ABORT = 1, 2, 3, 4, 5
+CHUNK = 256 << 10
+MAX_FRAME = CHUNK + 64
+ACK_EVERY = 16
+WINDOW = 64 << 20  # unacknowledged bytes a sender keeps for resending before it waits
+HEARTBEAT = 1.0
+SILENCE = 5.0  # a link that says nothing for this long is broken, even if TCP has not noticed
+_LEN = struct.Struct(">I")
+_IDX = struct.Struct(">Q")
+# CRIU's page_server_iov (page-xfer.c): u32 cmd, u64 nr_pages, u64 vaddr, u64 dst_id, 32 bytes aligned.
+PS_IOV_SIZE = 32
+PS_IOV_CLOSE, PS_IOV_FORCE_CLOSE = 0x1023, 0x1024
+
+
+class RelayError(Exception):
+    pass
+
+
+def closed_by_client(stream: bytes) -> bool:
+    """True when the last request a lazy-pages client sent is CLOSE: the pages were all served.
+
+    The lazy-pages client sends only fixed-size requests; anything else ending its stream means it
+    stopped early, and the source must not take that for the end of the transfer.
+    """
+    if len(stream) < PS_IOV_SIZE or len(stream) % PS_IOV_SIZE:
+        return False
+    cmd = struct.unpack_from("<I", stream, len(stream) - PS_IOV_SIZE)[0] & 0xFFFF
+    return cmd in (PS_IOV_CLOSE & 0xFFFF, PS_IOV_FORCE_CLOSE & 0xFFFF)
+
+
+class _Tail:
+    """The last few bytes of a stream, for closed_by_client."""
+
+    def __init__(self):
+        self.total = 0
+        self.tail = b""
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        self.tail = (self.tail + data)[-PS_IOV_SIZE:]
+
+    def ended_with_close(self) -> bool:
+        if self.total < PS_IOV_SIZE or self.total % PS_IOV_SIZE:
+            return False
+        return closed_by_client(self.tail)
+
+
+def _abort(sock: socket.socket | None) -> None:
+    """Close with a reset: the peer sees an error, never a clean end of stream."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # SHUT_RD wakes a thread blocked reading it without sending FIN; the last close then resets.
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        block = sock.recv(size - len(data))
+        if not block:
+            raise ConnectionError("link closed")
+        data += block
+    return bytes(data)
+
+
+class Relay:
+    """One end of a page link.
+
+    ``side`` is "source" or "target" (it picks the frame direction). ``dial`` is (host, port) to
+    connect to, or None to accept on ``listener`` from ``peer`` only. ``local`` is a connected socket
+    to this host's CRIU, or a callable returning one once it is needed.
+    ``lazy_client``: which end's CRIU is a lazy-pages client ("local" or "peer"), whose stream counts as
+    finished only when its last request was CLOSE; any other end of it fails the link, and the source's
+    CRIU never takes it for a finished transfer, nor does a target keep running without its pages.
+    """
+
+    def __init__(self, key: bytes, side: str, local: t.Any, dial: tuple[str, int] | None = None,
+                 listener: socket.socket | None = None, peer: str | None = None, give_up: float = 30.0,
+                 on_failure: t.Callable[[], None] | None = None, lazy_client: str | None = None):
+        if AESGCM is None:
+            raise RelayError("the page link needs the Python cryptography package")
+        if (dial is None) == (listener is None):
+            raise RelayError("a relay either dials or listens")
+        self._aead = AESGCM(key)
+        self._out_dir = b"\x00" if side == "source" else b"\x01"
+        self._in_dir = b"\x01" if side == "source" else b"\x00"
+        self._local_arg = local
+        self._local: socket.socket | None = None
+        self._dial, self._listener, self._peer = dial, listener, peer
+        self.give_up = give_up
+        self._on_failure = on_failure
+        self._send_lock = threading.Lock()
+        self._local_lock = threading.Lock()
+        self._lazy_client = lazy_client
+        self._local_tail = _Tail()
+        self._lock = threading.Condition()
+        self._net: socket.socket | None = None
+        self._epoch = 0
+        self._unacked: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._unacked_bytes = 0
+        self._out_index = 0
+        self._ctl_out = 0
+        self._ctl_in = 0
+        self._in_next = 0
+        self._since_ack = 0
+        self._peer_tail = _Tail()
+        self._sent_eof = False
+        self._peer_eof = False
+        self._eof_acked = False
+        self.error: str | None = None
+        self.done = threading.Event()
+        self.reconnects = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # ---- frames --------------------------------------------------------------------------------
+
+    def _seal(self, kind: int, counter: int, payload: bytes) -> bytes:
+        nonce = self._out_dir + bytes([kind]) + counter.to_bytes(10, "big")
+        sealed = self._aead.encrypt(nonce, payload, None)
+        return _LEN.pack(len(nonce) + len(sealed)) + nonce + sealed
+
+    def _ctl(self, kind: int, payload: bytes) -> bytes:
+        """A control frame; called with the send lock held, so counters go out in order."""
+        self._ctl_out += 1
+        return self._seal(kind, self._ctl_out, payload)
+
+    def _send_ctl(self, kind: int, payload: bytes) -> None:
+        sock = self._net
+        if sock is None:
+            return
+        try:
+            with self._send_lock:
+                sock.sendall(self._ctl(kind, payload))
+        except OSError:
+            self._broken(sock)
+
+    def _read_frame(self, sock: socket.socket) -> tuple[int, int, bytes]:
+        (length,) = _LEN.unpack(_read_exact(sock, 4))
+        if not 12 + 16 <= length <= MAX_FRAME + 28:
+            raise RelayError("frame of %d bytes is out of bounds" % length)
+        raw = _read_exact(sock, length)
+        nonce, sealed = raw[:12], raw[12:]
+        if nonce[:1] != self._in_dir:
+            raise RelayError("a frame came in the wrong direction")
+        try:
+            payload = self._aead.decrypt(nonce, sealed, None)
+        except InvalidTag:
+            raise RelayError("a frame failed authentication") from None
+        return nonce[1], int.from_bytes(nonce[2:], "big"), payload
+
+    def _send(self, frame: bytes) -> None:
+        """Send on the current link; a break is left to the link keeper, who resends."""
+        sock = self._net
+        if sock is None:
+            return
+        try:
+            with self._send_lock:
+                sock.sendall(frame)
+        except OSError:
+            self._broken(sock)
+
+    # ---- link ----------------------------------------------------------------------------------
+
+    def _broken(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._net is sock:
+                self._net = None
+                self._lock.notify_all()
+        try:
+            sock.close()
+        except OSError:
+            pass
+
+    def _connect(self, deadline: float) -> socket.socket | None:
+        while time.monotonic() < deadline and not self.done.is_set():
+            try:
+                if self._dial:
+                    sock = socket.create_connection(self._dial, timeout=2)
+                else:
+                    self._listener.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
+                    sock, addr = self._listener.accept()
+                    if self._peer and addr[0] != self._peer:
+                        sock.close()
+                        continue
+                sock.settimeout(max(1.0, deadline - time.monotonic()))
+                # Both ends say how far they got; each then resends the rest of its frames.
+                with self._send_lock:
+                    sock.sendall(self._ctl(HELLO, _IDX.pack(self._in_next)))
+                kind, counter, payload = self._read_frame(sock)
+                if kind != HELLO or counter <= self._ctl_in:
+                    raise RelayError("the link did not start with a fresh hello")
+                self._ctl_in = counter
+                sock.settimeout(SILENCE)
+                (their_next,) = _IDX.unpack(payload)
+                with self._lock, self._send_lock:
+                    self._drop_acked(their_next)
+                    for _index, frame in self._unacked:
+                        sock.sendall(frame)
+                    self._net = sock
+                    self._epoch += 1
+                    self._lock.notify_all()
+                return sock
+            except (OSError, RelayError):
+                time.sleep(0.1)
+        return None
+
+    def _drop_acked(self, their_next: int) -> None:
+        while self._unacked and self._unacked[0][0] < their_next:
+            _index, frame = self._unacked.popleft()
+            self._unacked_bytes -= len(frame)
+        self._lock.notify_all()
+
+    def _keeper(self) -> None:
+        """Keeps the link up and reads it; gives up after ``give_up`` seconds without one."""
+        first = True
+        while not self.done.is_set():
+            deadline = time.monotonic() + (self.give_up if not first else max(self.give_up, 60.0))
+            sock = self._connect(deadline)
+            if sock is None:
+                if not self.done.is_set():
+                    self._fail("the page link stayed down for %.0f s" % self.give_up)
+                return
+            if not first:
+                self.reconnects += 1
+            first = False
+            try:
+                self._read_link(sock)
+            except (OSError, ConnectionError, RelayError) as exc:
+                if isinstance(exc, RelayError):
+                    self.error = str(exc)
+                self._broken(sock)
+
+    def _read_link(self, sock: socket.socket) -> None:
+        while not self.done.is_set():
+            kind, counter, payload = self._read_frame(sock)
+            if kind == ACK:
+                if counter <= self._ctl_in:
+                    raise RelayError("a stale acknowledgement")
+                self._ctl_in = counter
+                with self._lock:
+                    self._drop_acked(_IDX.unpack(payload)[0])
+                    if self._sent_eof and not self._unacked:
+                        self._eof_acked = True
+                self._maybe_done()
+                continue
+            if kind == ABORT:
+                self._fail("the other end failed: %s" % payload.decode("utf-8", "replace"), tell=False)
+                return
+            if kind not in (DATA, EOF):
+                raise RelayError("unexpected frame kind %d" % kind)
+            if counter < self._in_next:
+                continue  # resent after a break, already delivered
+            if counter > self._in_next:
+                raise RelayError("a frame is missing")
+            self._in_next += 1
+            self._since_ack += 1
+            if kind == DATA:
+                self._peer_tail.add(payload)
+                self._local_sock().sendall(payload)
+                self.bytes_in += len(payload)
+            else:
+                self._peer_eof = True
+                self._peer_ended()
+            if kind == EOF or self._since_ack >= ACK_EVERY:
+                self._since_ack = 0
+                self._send_ctl(ACK, _IDX.pack(self._in_next))
+            self._maybe_done()
+
+    def _peer_ended(self) -> None:
+        local = self._local_sock()
+        if self._lazy_client == "peer" and not self._peer_tail.ended_with_close():
+            self._fail("the lazy-pages client on the other host stopped before every page was served")
+            return
+        try:
+            local.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    # ---- local side ----------------------------------------------------------------------------
+
+    def _local_sock(self) -> socket.socket:
+        with self._local_lock:
+            if self._local is None:
+                self._local = self._local_arg() if callable(self._local_arg) else self._local_arg
+            return self._local
+
+    def _pump_local(self) -> None:
+        try:
+            local = self._local_sock()
+            while not self.done.is_set():
+                data = local.recv(CHUNK)
+                if self.done.is_set():
+                    return
+                if not data and self._lazy_client == "local" and not self._local_tail.ended_with_close():
+                    self._fail("the lazy-pages client here stopped before every page was served")
+                    return
+                self._local_tail.add(data)
+                with self._lock:
+                    while self._unacked_bytes > WINDOW and not self.done.is_set():
+                        self._lock.wait(1)
+                    kind = DATA if data else EOF
+                    frame = self._seal(kind, self._out_index, data)
+                    self._unacked.append((self._out_index, frame))
+                    self._unacked_bytes += len(frame)
+                    self._out_index += 1
+                    if not data:
+                        self._sent_eof = True
+                self.bytes_out += len(data)
+                self._send(frame)
+                if not data:
+                    return
+        except OSError as exc:
+            if not self.done.is_set():
+                self._fail("this host's CRIU connection failed: %s" % exc)
+
+    def _maybe_done(self) -> None:
+        if self._peer_eof and self._eof_acked:
+            self.done.set()
+
+    def _fail(self, message: str, tell: bool = True) -> None:
+        if self.done.is_set():
+            return
+        self.error = message
+        self.done.set()
+        if self._on_failure:
+            try:
+                self._on_failure()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        _abort(self._local)
+        self._local = None
+        if tell:
+            self._send_ctl(ABORT, message.encode()[:512])
+
+    def _heartbeat(self) -> None:
+        while not self.done.wait(HEARTBEAT):
+            self._send_ctl(ACK, _IDX.pack(self._in_next))
+
+    # ---- running -------------------------------------------------------------------------------
+
+    def start(self) -> "Relay":
+        threading.Thread(target=self._keeper, daemon=True).start()
+        threading.Thread(target=self._pump_local, daemon=True).start()
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when both directions ended cleanly; False on failure or timeout (see ``error``)."""
+        finished = self.done.wait(timeout)
+        if not finished:
+            self.error = self.error or "the page link did not finish within %s s" % timeout
+        self.close()
+        return finished and self.error is None
+
+    def close(self) -> None:
+        self.done.set()
+        with self._lock:
+            net, self._net = self._net, None
+        for sock in (net, self._listener):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        if self._local is not None:
+            try:
+                self._local.close()
+            except OSError:
+                pass
+
+    def figures(self) -> dict[str, t.Any]:
+        return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "reconnects": self.reconnects,
+                "error": self.error}

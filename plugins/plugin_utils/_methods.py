@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which way a migration moves memory: pure logic on the controller, from the hosts' CRIU facts."""
+
+from __future__ import annotations
+
+import typing as t
+
+# Best first: lowest downtime. Pre-copy would sit between post-copy and stream; Ferry does not run it
+# yet, so it is only ever reported as rejected, with the host's reason when it has one.
+METHODS = ("post_copy", "stream", "stop_and_copy")
+REQUESTS = ("auto",) + METHODS
+PAGE_LINK = ("post_copy", "stream")
+
+
+class MethodError(Exception):
+    pass
+
+
+def _why_not(method: str, engine: str, source: dict[str, t.Any], target: dict[str, t.Any], route: str) -> str | None:
+    """Why ``method`` cannot move this container between these hosts; None when it can."""
+    if method == "stop_and_copy":
+        return None
+    if engine != "criu":
+        return "engine %s offers stop_and_copy only (its command line has neither page server nor lazy restore)" % engine
+    if route != "direct":
+        return "the page link needs the hosts to reach each other (route %s)" % route
+    if method == "post_copy" and "post_copy" not in (target.get("methods") or []):
+        return "the target cannot serve lazy pages (%s)" % _post_copy_gap(target)
+    return None
+
+
+def _post_copy_gap(facts: dict[str, t.Any]) -> str:
+    if not (facts.get("features") or {}).get("lazy_pages"):
+        return "no userfaultfd lazy-pages support in its kernel"
+    return "fs.pipe-max-size is below 4 MiB"
+
+
+def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[str, t.Any],
+           allow_post_copy: bool = False, route: str = "direct") -> dict[str, t.Any]:
+    """The method to use: {"method", "reason", "rejected": {method: why}}.
+
+    ``source`` and ``target`` are the hosts' ferry_criu facts (ferry.migrate.criu_info). A method
+    asked for by name must be possible, or this fails saying why. ``auto`` takes the best possible
+    one; post-copy only with ``allow_post_copy``, because until its last page has arrived the
+    container's state is split between the two hosts.
+    """
+    if requested not in REQUESTS:
+        raise MethodError("method must be one of %s, not %r" % (", ".join(REQUESTS), requested))
+    rejected = {}
+    if not (source.get("features") or {}).get("mem_dirty_track"):
+        rejected["pre_copy"] = "the source's kernel does not track dirty memory (no soft-dirty)"
+    else:
+        rejected["pre_copy"] = "Ferry does not run iterative pre-copy yet"
+    if requested != "auto":
+        why = _why_not(requested, engine, source, target, route)
+        if why:
+            raise MethodError("method %s is not possible: %s" % (requested, why))
+        return {"method": requested, "reason": "asked for", "rejected": rejected}
+    for method in METHODS:
+        why = _why_not(method, engine, source, target, route)
+        if why is None and method == "post_copy" and not allow_post_copy:
+            why = "not allowed: post-copy splits the state between the hosts until its last page arrives (allow_post_copy)"
+        if why is None:
+            return {"method": method, "reason": "best possible", "rejected": rejected}
+        rejected[method] = why
+    raise MethodError("no method is possible")  # stop_and_copy always is; kept for safety

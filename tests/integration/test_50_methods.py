@@ -1,0 +1,109 @@
+"""Low-downtime methods on the real lab: streamed memory and post-copy of criu-engine trees holding real
+memory, over a real page link, with the link broken on purpose. Every byte must come back exactly."""
+import re
+import threading
+import time
+
+import pytest
+
+from lab import ADDRESS, count, images_dir, memory_state, memory_tree, migrate, ssh, start_counter
+
+pytestmark = pytest.mark.integration
+
+
+def tree_on(node):
+    return ssh(node, "ls /run/ferry/trees")
+
+
+def said(proc):
+    """The play's output with line wrapping undone, to look for phrases in."""
+    return " ".join(proc.stdout.split())
+
+
+def downtime(stdout):
+    return float(re.search(r"downtime\s+([0-9.]+)\s+s", stdout).group(1))
+
+
+def test_stream_sends_the_pages_straight_to_the_target(clean):
+    memory_tree("node1", "mem", 7301, 64)
+    before = memory_state("node1", 7301)
+    out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="stream")
+    assert "by stream (asked for)" in said(out)
+    after = memory_state("node2", 7301)
+    assert after[1] == before[1], "a page changed on the way"
+    assert after[0] > before[0], "the count was reset"
+    assert tree_on("node1") == "" and tree_on("node2") == "mem.pid"
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+    # The bundle on the source held no pages: they went over the link (64 MiB and more).
+    assert int(re.search(r"([0-9.]+)\s+MiB\s+by", said(out)).group(1).split(".")[0]) >= 64
+
+
+def test_auto_picks_by_features_and_policy(clean):
+    memory_tree("node1", "mem", 7302, 16)
+    before = memory_state("node1", 7302)
+    out = migrate("mem", "node1", "node2", migrate_engine="criu")
+    assert "by stream (best possible)" in said(out)  # post-copy is not allowed by default
+    out = migrate("mem", "node2", "node3", migrate_engine="criu", migrate_allow_post_copy=True)
+    assert "by post_copy (best possible)" in said(out)  # userfaultfd works here
+    assert memory_state("node3", 7302)[1] == before[1]
+    start_counter("node1")
+    out = migrate("counter", "node1", "node2", migrate_allow_post_copy=True)
+    assert "by stop_and_copy (best possible)" in said(out)  # podman offers nothing else
+    assert count("node2") > 0
+
+
+def test_post_copy_runs_on_the_target_before_its_memory_arrives(clean):
+    memory_tree("node1", "mem", 7303, 256)
+    before = memory_state("node1", 7303)
+    out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="post_copy")
+    assert "by post_copy (asked for)" in said(out)
+    split = float(re.search(r"state\s+split\s+for\s+([0-9.]+)\s+s", said(out)).group(1))
+    assert split > 0
+    assert downtime(said(out)) < 1.5, said(out)[-2000:]
+    after = memory_state("node2", 7303)
+    assert after == (after[0], before[1]) and after[0] > before[0]
+    assert tree_on("node1") == "" and tree_on("node2") == "mem.pid"
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+
+
+def cut_page_link_once_restored(seconds, how="DROP"):
+    """Once the tree runs on node2, cut node1's traffic to it for ``seconds``: silently (DROP) or with
+    a reset of every connection and connection attempt (REJECT)."""
+    action = "DROP" if how == "DROP" else "REJECT --reject-with tcp-reset"
+    rule = "INPUT -s %s -p tcp -j %s" % (ADDRESS["node1"], action)
+    ssh("node2", "for i in $(seq 600); do [ -e /run/ferry/trees/mem.pid ] && break; sleep 0.05; done; "
+                 "iptables -I %s; sleep %s; iptables -D %s" % (rule, seconds, rule))
+
+
+def test_post_copy_rides_out_a_broken_page_link(clean):
+    memory_tree("node1", "mem", 7304, 512)
+    before = memory_state("node1", 7304)
+    cutter = threading.Thread(target=cut_page_link_once_restored, args=(3, "REJECT"))
+    cutter.start()
+    out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="post_copy")
+    cutter.join()
+    assert re.search(r"page\s+link\s+reconnected\s+[1-9]", said(out)), said(out)[-3000:]
+    after = memory_state("node2", 7304)
+    assert after[1] == before[1] and after[0] > before[0]
+    assert tree_on("node1") == ""
+
+
+def test_post_copy_with_the_link_down_for_good_resumes_the_frozen_source(clean):
+    """The documented end state: the target's copy is stopped, the source runs on from the moment it was
+    frozen with every page, and the failure names what the target did in the split window as lost."""
+    memory_tree("node1", "mem", 7305, 512)
+    before = memory_state("node1", 7305)
+    cutter = threading.Thread(target=cut_page_link_once_restored, args=(20,))
+    cutter.start()
+    started = time.monotonic()
+    out = migrate("mem", "node1", "node2", check=False, migrate_engine="criu", migrate_method="post_copy",
+                  migrate_page_link_give_up=4)
+    cutter.join()
+    assert out.returncode != 0
+    assert "post-copy failed after the target started" in said(out) and "is lost" in said(out)
+    assert "Rolled back: mem runs again on node1" in said(out)
+    after = memory_state("node1", 7305)
+    assert after[1] == before[1] and after[0] >= before[0]
+    assert tree_on("node2") == "" and tree_on("node1") == "mem.pid"
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+    assert time.monotonic() - started < 120

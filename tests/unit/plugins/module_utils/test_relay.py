@@ -1,0 +1,169 @@
+"""The page link between two relays over real loopback sockets, with a proxy that breaks the link."""
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _relay
+
+KEY = bytes(range(16))
+
+
+class CuttingProxy:
+    """Forwards one TCP link; cuts it (both sides) after ``cut_after`` bytes, ``cuts`` times, and refuses
+    new connections for ``down`` seconds after each cut."""
+
+    def __init__(self, upstream, cut_after=None, cuts=1, down=0.3, dead=False):
+        self.upstream, self.cut_after, self.cuts, self.down, self.dead = upstream, cut_after, cuts, down, dead
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _addr = self.listener.accept()
+            except OSError:
+                return
+            if self.dead:
+                client.close()
+                continue
+            self.connections += 1
+            server = socket.create_connection(self.upstream)
+            state = {"bytes": 0, "cut": False}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b, state), daemon=True).start()
+
+    def _pump(self, src, dst, state):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                state["bytes"] += len(data)
+                if self.cut_after is not None and self.cuts and state["bytes"] > self.cut_after and not state["cut"]:
+                    state["cut"] = True
+                    self.cuts -= 1
+                    self.dead = True
+                    threading.Timer(self.down, lambda: setattr(self, "dead", False)).start()
+                    break
+        except OSError:
+            pass
+        for sock in (src, dst):
+            _relay._abort(sock)
+
+
+def pair():
+    """A connected loopback TCP pair: resets exist on TCP only."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _addr = listener.accept()
+    return a, b
+
+
+def start_link(proxy_for=None, give_up=5.0, must_close=False, failures=None, **proxy):
+    """Source relay dials (through a proxy) the target relay; returns the far ends of both local sockets."""
+    src_criu, src_local = pair()
+    tgt_criu, tgt_local = pair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    proxy = CuttingProxy(("127.0.0.1", listener.getsockname()[1]), **proxy)
+    target = _relay.Relay(KEY, "target", tgt_local, listener=listener, peer="127.0.0.1", give_up=give_up,
+                          lazy_client="local" if must_close else None,
+                          on_failure=(lambda: failures.append("target")) if failures is not None else None)
+    source = _relay.Relay(KEY, "source", src_local, dial=("127.0.0.1", proxy.port), give_up=give_up,
+                          lazy_client="peer" if must_close else None,
+                          on_failure=(lambda: failures.append("source")) if failures is not None else None)
+    return source.start(), target.start(), src_criu, tgt_criu, proxy
+
+
+def read_all(sock):
+    data = bytearray()
+    while True:
+        block = sock.recv(1 << 20)
+        if not block:
+            return bytes(data)
+        data += block
+
+
+def test_bytes_cross_intact_both_ways_through_a_broken_link():
+    source, target, src_criu, tgt_criu, proxy = start_link(cut_after=3 << 20)
+    payload = os.urandom(12 << 20)
+    got = {}
+    reader = threading.Thread(target=lambda: got.setdefault("t", read_all(tgt_criu)))
+    reader.start()
+    src_criu.sendall(payload)
+    src_criu.shutdown(socket.SHUT_WR)
+    reader.join(30)
+    assert got["t"] == payload
+    tgt_criu.sendall(b"answer")
+    tgt_criu.shutdown(socket.SHUT_WR)
+    assert read_all(src_criu) == b"answer"
+    assert source.wait(10) and target.wait(10), (source.error, target.error)
+    assert proxy.connections >= 2 and source.reconnects + target.reconnects >= 1
+
+
+def iov(cmd):
+    return struct.pack("<IxxxxQQQ", cmd, 0, 0, 0)
+
+
+def test_lazy_client_that_stops_without_close_makes_the_source_abort():
+    failures = []
+    source, target, src_criu, tgt_criu, _proxy = start_link(must_close=True, failures=failures)
+    tgt_criu.sendall(iov(7))  # a GET, then the client goes away without CLOSE
+    tgt_criu.close()
+    assert src_criu.recv(64) == iov(7)
+    with pytest.raises(ConnectionResetError):
+        while src_criu.recv(64):
+            pass
+    assert not source.wait(10) and not target.wait(10)
+    assert "stopped before every page" in target.error  # the target fails first and tells the source
+    assert "stopped before every page" in source.error
+    assert sorted(failures) == ["source", "target"]
+
+
+def test_lazy_client_that_closes_ends_cleanly():
+    source, target, src_criu, tgt_criu, _proxy = start_link(must_close=True)
+    tgt_criu.sendall(iov(7) + iov(_relay.PS_IOV_CLOSE))
+    tgt_criu.shutdown(socket.SHUT_WR)
+    assert read_all(src_criu) == iov(7) + iov(_relay.PS_IOV_CLOSE)  # a clean end of stream
+    src_criu.shutdown(socket.SHUT_WR)
+    assert source.wait(10) and target.wait(10), (source.error, target.error)
+
+
+def test_a_link_that_stays_down_gives_up_with_a_reset_on_both_ends():
+    failures = []
+    source, target, src_criu, tgt_criu, proxy = start_link(give_up=1.5, failures=failures, cut_after=1000, down=60)
+    src_criu.sendall(os.urandom(1 << 20))
+    started = time.monotonic()
+    assert not source.wait(20)
+    assert not target.wait(20)
+    assert time.monotonic() - started < 15
+    assert "stayed down" in source.error and "stayed down" in target.error
+    assert sorted(failures) == ["source", "target"]
+    for sock in (src_criu, tgt_criu):
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            while sock.recv(1 << 20):
+                pass
+    assert proxy.connections == 1
+
+
+def test_a_forged_frame_is_refused():
+    relay = _relay.Relay(KEY, "target", socket.socketpair()[0], listener=socket.create_server(("127.0.0.1", 0)))
+    frame = _relay.Relay(os.urandom(16), "source", socket.socketpair()[0], dial=("127.0.0.1", 1))._seal(_relay.DATA, 0, b"x")
+    a, b = socket.socketpair()
+    a.sendall(frame)
+    with pytest.raises(_relay.RelayError, match="authentication"):
+        relay._read_frame(b)
+
+
+def test_closed_by_client():
+    assert _relay.closed_by_client(iov(7) + iov(_relay.PS_IOV_CLOSE))
+    assert _relay.closed_by_client(iov(_relay.PS_IOV_FORCE_CLOSE))
+    assert not _relay.closed_by_client(iov(_relay.PS_IOV_CLOSE) + iov(7))
+    assert not _relay.closed_by_client(iov(_relay.PS_IOV_CLOSE)[:-1])
+    assert not _relay.closed_by_client(b"")

@@ -1,0 +1,61 @@
+"""How a migration moves memory, chosen from the hosts' CRIU facts, the engine, the route and the policy."""
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.filter.migration_method import migration_method
+from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
+from ansible.errors import AnsibleFilterError
+
+# This machine: userfaultfd works, soft-dirty does not.
+THIS = {"features": {"lazy_pages": True, "mem_dirty_track": False}, "methods": ["post_copy", "stream", "stop_and_copy"]}
+NO_UFFD = {"features": {"lazy_pages": False, "mem_dirty_track": False}, "methods": ["stream", "stop_and_copy"]}
+SOFT_DIRTY = {"features": {"lazy_pages": True, "mem_dirty_track": True},
+              "methods": ["post_copy", "pre_copy", "stream", "stop_and_copy"]}
+
+
+def test_auto_streams_when_post_copy_is_not_allowed():
+    chosen = _methods.choose("auto", "criu", THIS, THIS)
+    assert chosen["method"] == "stream" and chosen["reason"] == "best possible"
+    assert "allow_post_copy" in chosen["rejected"]["post_copy"]
+    assert "soft-dirty" in chosen["rejected"]["pre_copy"]
+
+
+def test_auto_takes_post_copy_when_allowed_and_the_target_has_userfaultfd():
+    assert _methods.choose("auto", "criu", NO_UFFD, THIS, allow_post_copy=True)["method"] == "post_copy"
+
+
+def test_auto_skips_post_copy_for_a_target_without_userfaultfd():
+    chosen = _methods.choose("auto", "criu", THIS, NO_UFFD, allow_post_copy=True)
+    assert chosen["method"] == "stream"
+    assert "userfaultfd" in chosen["rejected"]["post_copy"]
+
+
+def test_pre_copy_is_rejected_with_the_kernels_reason_or_ferrys():
+    assert "soft-dirty" in _methods.choose("auto", "criu", THIS, THIS)["rejected"]["pre_copy"]
+    assert "does not run" in _methods.choose("auto", "criu", SOFT_DIRTY, THIS)["rejected"]["pre_copy"]
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_image_engines_stop_and_copy(engine):
+    chosen = _methods.choose("auto", engine, THIS, THIS, allow_post_copy=True)
+    assert chosen["method"] == "stop_and_copy"
+    assert engine in chosen["rejected"]["post_copy"] and engine in chosen["rejected"]["stream"]
+
+
+def test_a_controller_route_cannot_carry_a_page_link():
+    chosen = _methods.choose("auto", "criu", THIS, THIS, allow_post_copy=True, route="controller")
+    assert chosen["method"] == "stop_and_copy" and "route controller" in chosen["rejected"]["stream"]
+
+
+def test_a_method_asked_for_by_name_is_consent_but_must_be_possible():
+    assert _methods.choose("post_copy", "criu", THIS, THIS)["method"] == "post_copy"
+    assert _methods.choose("post_copy", "criu", THIS, THIS)["reason"] == "asked for"
+    with pytest.raises(_methods.MethodError, match="target cannot serve lazy pages"):
+        _methods.choose("post_copy", "criu", THIS, NO_UFFD)
+    with pytest.raises(_methods.MethodError, match="engine podman"):
+        _methods.choose("stream", "podman", THIS, THIS)
+
+
+def test_the_filter_names_itself_and_the_bad_value():
+    with pytest.raises(AnsibleFilterError, match="ferry.migrate.migration_method: method must be one of .*'fast'"):
+        migration_method("fast", "criu", THIS, THIS)
+    assert migration_method("auto", "criu", THIS, THIS, allow_post_copy=True)["method"] == "post_copy"
