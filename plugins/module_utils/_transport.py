@@ -134,11 +134,17 @@ def connect(host: str, port: int, user: str, pkey: t.Any, pins: list[tuple[str, 
     return transport
 
 
+def open_receiver(transport: t.Any, timeout: float = 300) -> t.Any:
+    """Start the target's receiver ahead of time: it waits for the bundle, its start-up already paid."""
+    return _open(transport, "ferry-receive", timeout)
+
+
 def send_bundle(transport: t.Any, bundle_dir: str, manifest: dict[str, t.Any], compress: str = "none",
-                probe: bool = False, timeout: float = 300) -> dict[str, t.Any]:
-    """Stream a bundle to the target's receiver; returns {"have", "sent_bytes", "data_path", "seconds"}."""
+                probe: bool = False, timeout: float = 300, channel: t.Any = None) -> dict[str, t.Any]:
+    """Stream a bundle to the target's receiver (``channel`` from open_receiver, or a new one); returns
+    {"have", "sent_bytes", "data_path", "seconds"}."""
     started = time.monotonic()
-    channel = _open(transport, "ferry-receive", timeout)
+    channel = channel or _open(transport, "ferry-receive", timeout)
     try:
         result = _wire.send(bundle_dir, manifest, channel.sendall, channel.makefile("rb").readline, compress, probe,
                             data_host=transport.getpeername()[0], timeout=timeout)

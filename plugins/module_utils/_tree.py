@@ -4,7 +4,10 @@
 """The criu engine: a process tree in its own pid (and uts, ipc) namespaces, dumped and restored
 through pycriu's RPC. A tree is named; its root's pid (as seen on the host) is kept in a pidfile,
 ``<tree_dir>/<name>.pid`` unless the caller gives another path. The tree shares the host's mount
-and network namespaces, so the files it has open must exist on the target too."""
+and network namespaces, so the files it has open must exist on the target too.
+
+A tree may own addresses (``<pidfile without .pid>.addresses``, one ``A/prefix`` a line) that it
+serves on: they move with it (see _address), so its clients' connections survive the migration."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import signal
 import tempfile
 import threading
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
 from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, criu_stats, tree_cpu, tree_rss
 
@@ -79,6 +82,24 @@ def dump_options(options: dict) -> dict:
     }
 
 
+def addresses_file(pidfile: str) -> str:
+    return pidfile[:-4] + ".addresses" if pidfile.endswith(".pid") else pidfile + ".addresses"
+
+
+def read_addresses(pidfile: str) -> list[str]:
+    try:
+        with open(addresses_file(pidfile), encoding="ascii") as handle:
+            return [_address.check(line.strip()) for line in handle if line.strip()]
+    except OSError:
+        return []
+
+
+def write_addresses(pidfile: str, addresses: list[str]) -> None:
+    if addresses:
+        with open(addresses_file(pidfile), "w", encoding="ascii") as handle:
+            handle.write("".join(a + "\n" for a in addresses))
+
+
 def _loopback_config(images_dir: str) -> str:
     """A CRIU configuration file keeping the lazy-pages server on loopback; the caller removes it."""
     fd, path = tempfile.mkstemp(prefix=".criu-", suffix=".conf", dir=images_dir)
@@ -97,8 +118,19 @@ class TreeEngine(Engine):
     def _summary(self, name: str, pidfile: str) -> dict:
         pid = read_pid(pidfile)
         return {"engine": "criu", "name": name, "id": name, "pidfile": pidfile, "pid": pid,
-                "state": tree_state(pid), "image_id": None, "image_name": None,
-                "labels": {}, "addresses": [], "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid), "checkpointed": False}
+                "state": tree_state(pid), "image_id": None, "image_name": None, "labels": {},
+                "addresses": read_addresses(pidfile), "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid),
+                "checkpointed": False}
+
+    def _moving(self, info, here):
+        """Put the tree's addresses on this host (``here``) or take them off it."""
+        addresses = _address.Addresses(self.module.run_command)
+        for address in info.get("addresses") or []:
+            if here:
+                addresses.add(address)
+            else:
+                addresses.remove(address)
+        return addresses
 
     def describe(self, container):
         pidfile = self._pidfile(container)
@@ -127,7 +159,11 @@ class TreeEngine(Engine):
 
             def notify(script):
                 if script == "post-dump":  # every image but the lazy pages is written: hand them over
-                    return options["post_dump"](dict(fields, stats=criu_stats(bundle_dir, "stats-dump")))
+                    self._moving(info, here=False)  # the target takes them the moment it restores
+                    if options["post_dump"](dict(fields, stats=criu_stats(bundle_dir, "stats-dump"))):
+                        return True
+                    self._moving(info, here=True)
+                    return False
                 if script == "status-ready":  # CRIU serves the pages now
                     listening.set()
                 return True
@@ -138,8 +174,16 @@ class TreeEngine(Engine):
             self.criu.dump(bundle_dir, info["pid"], **dump_options(options), **extra)
             if relay and not relay.wait(60):
                 raise EngineError("the page link failed: %s" % relay.error)
+            if not options.get("leave_running"):
+                try:
+                    self._moving(info, here=False)
+                except _address.AddressError as exc:
+                    self.resume(bundle_dir, {"container": info}, options)  # it must not stay down for that
+                    raise EngineError("%s; %s runs again here" % (exc, container)) from exc
         except CriuError as exc:
             why = (" (the page link: %s)" % relay.error) if relay and relay.error else ""
+            if info["addresses"]:  # CRIU resumed the tree here: its addresses and connections too
+                self._moving(info, here=True).unlock(info["addresses"])
             raise EngineError(str(exc) + why, exc.log) from exc
         finally:
             if relay:
@@ -165,7 +209,12 @@ class TreeEngine(Engine):
         # CRIU writes its log and statistics to a work directory: the bundle stays as verified.
         work = tempfile.mkdtemp(prefix=".work-", dir=images_dir)
         work_fd = os.open(work, os.O_DIRECTORY)
+        addresses = _address.Addresses(self.module.run_command)
         try:
+            for address in info.get("addresses") or []:
+                addresses.hold(address)  # dropped, not reset, until the sockets are back
+                addresses.add(address, announce=False)
+            write_addresses(pidfile, info.get("addresses") or [])
             lazy = None
             if method == "post_copy":
                 lazy = self._start_lazy_pages(bundle_dir, work, checkpoint_id)
@@ -174,11 +223,15 @@ class TreeEngine(Engine):
                                     file_locks=bool(options.get("file_locks")))
             write_pid(pidfile, pid)
             stats = criu_stats(work, "stats-restore")
-        except CriuError as exc:
-            raise EngineError(str(exc), log_tail(work, "restore.log") or exc.log)
+        except (CriuError, _address.AddressError) as exc:
+            raise EngineError(str(exc), log_tail(work, "restore.log") or getattr(exc, "log", ""))
         finally:
             os.close(work_fd)
             shutil.rmtree(work, ignore_errors=True)
+            for address in info.get("addresses") or []:
+                addresses.release(address)
+        for address in info.get("addresses") or []:
+            addresses.announce(address)
         return {"stats": stats, "container": self._summary(info["name"], pidfile)}
 
     def _start_lazy_pages(self, bundle_dir, work, checkpoint_id):
@@ -200,13 +253,17 @@ class TreeEngine(Engine):
             # The tree never left: a stream's stays stopped here until now, a post-copy's CRIU resumes
             # it itself when the transfer fails. Its pages are in its own memory, not in the bundle.
             if tree_state(pid) == "stopped":
+                self._moving(info, here=True).unlock(info.get("addresses") or [])
                 for each in tree_pids(pid):
                     os.kill(each, signal.SIGCONT)
             if tree_state(pid) != "running":
                 raise EngineError("process tree %s is %s here and its pages are not in the bundle: it cannot be resumed"
                                   % (info["name"], tree_state(pid)))
             return {"stats": {}, "container": self._summary(info["name"], info["pidfile"])}
-        return self.restore(bundle_dir, manifest, options)  # the source's own bundle restores as well as any
+        # The source's own bundle restores as well as any; the connections' locks from the dump go after.
+        result = self.restore(bundle_dir, manifest, options)
+        _address.Addresses(self.module.run_command).unlock(info.get("addresses") or [])
+        return result
 
     def running(self, manifest):
         return tree_state(read_pid(manifest["container"]["pidfile"])) == "running"
@@ -215,11 +272,14 @@ class TreeEngine(Engine):
         return os.path.exists(manifest["container"]["pidfile"])
 
     def remove(self, manifest):
-        pidfile = manifest["container"]["pidfile"]
-        pid = read_pid(pidfile)
+        info = manifest["container"]
+        pidfile = info["pidfile"]
+        pid, existed = read_pid(pidfile), os.path.exists(pidfile)
         if pid:
             os.kill(pid, signal.SIGKILL)  # the root is its pid namespace's init: the whole tree goes
-        if os.path.exists(pidfile):
-            os.unlink(pidfile)
-            return True
-        return bool(pid)
+        if info.get("addresses"):  # no longer served here, and no connection of it locked here
+            self._moving(info, here=False).unlock(info["addresses"])
+        for path in (addresses_file(pidfile), pidfile):
+            if os.path.exists(path):
+                os.unlink(path)
+        return bool(pid) or existed

@@ -108,8 +108,11 @@ options:
         default: 30
   send:
     description:
-      - For O(method=post_copy), where to send the bundle the moment it is written, as
-        M(ferry.migrate.transfer) would (a key authorised by M(ferry.migrate.transfer_access)).
+      - Where to send the bundle the moment it is written, as M(ferry.migrate.transfer) would (a key
+        authorised by M(ferry.migrate.transfer_access)), over a connection opened before the freeze.
+        Required with O(method=post_copy); with the other methods it keeps a separate transfer task,
+        and its round trip through the controller, out of the downtime.
+      - If the bundle cannot be delivered, the container runs again here from its checkpoint.
     type: dict
     suboptions:
       target:
@@ -198,8 +201,8 @@ seconds:
   returned: when a checkpoint was taken
   type: float
 sent:
-  description: With O(method=post_copy), the transfer of the bundle (bytes, seconds, data_path).
-  returned: when a post-copy checkpoint was taken
+  description: With O(send), the delivery of the bundle (sent_bytes, seconds, data_path); null without.
+  returned: when a checkpoint was taken
   type: dict
 pages_done_at:
   description: With O(method=post_copy), epoch time at which the last page was served and the tree here ended.
@@ -228,10 +231,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _transport
 
 
-def _post_copy_sender(module, send):
-    """The SSH connection to the target, made before the tree freezes: it is not part of the downtime."""
+def _sender(module, send):
+    """The SSH connection to the target, made before the container freezes: it is not part of the downtime."""
     if not _transport.HAS_PARAMIKO:
-        module.fail_json(msg=missing_required_lib("paramiko") + " (send: post-copy delivers its bundle itself)")
+        module.fail_json(msg=missing_required_lib("paramiko") + " (send: this module delivers the bundle itself)")
     try:
         pins = _transport.pinned_keys(send["target"], send["port"], send["host_keys"], None)
         pkey = _transport.load_private_key(send["private_key"])
@@ -328,15 +331,17 @@ def main():
             checkpointed_at=_engines.now(),
         ))
 
-    transport = None
+    # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
+    # trips out of the downtime; the target's restore is already waiting for it.
+    transport = _sender(module, params["send"]) if params["send"] else None
+    receiver = _transport.open_receiver(transport, params["send"]["timeout"]) if transport else None
     if method == "post_copy":
-        transport = _post_copy_sender(module, params["send"])
-
         def post_dump(fields):
             """The tree is frozen and every image but its lazy pages written: deliver them now."""
             try:
                 finished["manifest"] = finalise(fields)
-                finished["sent"] = _transport.send_bundle(transport, path, finished["manifest"], timeout=params["send"]["timeout"])
+                finished["sent"] = _transport.send_bundle(transport, path, finished["manifest"],
+                                                          timeout=params["send"]["timeout"], channel=receiver)
             except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
                 finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
                 return False  # CRIU resumes the tree here
@@ -345,7 +350,7 @@ def main():
     else:
         options_for_engine = dict(options, page_link=params["page_link"])
     partial = _bundle.start(images_dir, checkpoint_id)
-    fields = None
+    fields, bundle_dir = None, partial
     try:
         engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
         frozen_at = _engines.now()
@@ -369,18 +374,27 @@ def main():
             module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest),
                              seconds=seconds, sent=finished["sent"], pages_done_at=_engines.now(), page_link=link)
         manifest = finalise(fields)
+        bundle_dir, sent = path, None
+        if transport:
+            try:
+                sent = _transport.send_bundle(transport, path, manifest, timeout=params["send"]["timeout"], channel=receiver)
+            except _transport.TransportError as exc:
+                raise _engines.EngineError("sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)) from exc
+            finally:
+                transport.close()
     except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
         resumed = ""
         if fields is not None and not params["leave_running"]:
-            # Stopped, but without a bundle no rollback will come: it runs again here, now.
+            # Stopped, but no rollback will come for a checkpoint that failed: it runs again here, now.
             try:
-                engine.resume(partial, dict(fields, id=checkpoint_id), options)
+                engine.resume(bundle_dir, dict(fields, id=checkpoint_id, options=options), options)
                 resumed = " (%s runs again from its checkpoint)" % params["container"]
             except (_engines.EngineError, _criu.CriuError, OSError) as again:
                 resumed = " (and resuming %s failed too: %s)" % (params["container"], again)
         _bundle.remove_tree(partial)
         _engines.fail(module, "checkpoint", _engines.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")))
-    module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds)
+    module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds,
+                     sent=sent)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ description:
     a migration that failed before the target took over."
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
     Used to clean a target after a failed restore, and to remove the source's stopped copy once the
-    target runs it."
+    target runs it. A restore still waiting for this checkpoint (O(wait)) is cancelled."
   - "Engine V(criu) with a bundle taken by method V(stream): the pages the page link
     (M(ferry.migrate.page_link)) delivered move into the bundle once the link reports every byte the
     source sent. Method V(post_copy): CRIU's lazy-pages daemon starts on this host's end of the page
@@ -58,8 +58,8 @@ options:
       - Seconds to wait for the bundle to arrive, for a restore started before the checkpoint (a
         post-copy migration runs this module with C(async) so the restore begins the moment the source
         delivers the bundle). 0 means the bundle must be here already.
-      - The wait ends early when this checkpoint's page link (M(ferry.migrate.page_link)) has failed or
-        been closed.
+      - The wait ends early when O(state=absent) is run for the same checkpoint, or when its page link
+        (M(ferry.migrate.page_link)) has failed or been closed.
     type: int
     default: 0
 extends_documentation_fragment:
@@ -130,17 +130,33 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _pagelink
 
 
+def _wait_marker(images_dir, checkpoint_id):
+    return os.path.join(images_dir, ".wait-" + checkpoint_id)
+
+
 def _wait_for_bundle(module, images_dir, checkpoint_id, seconds):
+    """Wait for the source to deliver the bundle. ``state=absent`` for the same checkpoint cancels the
+    wait (it removes the marker), as does the failure of its page link."""
     manifest = os.path.join(_bundle.final_path(images_dir, checkpoint_id), "manifest.json")
+    marker = _wait_marker(images_dir, checkpoint_id)
+    with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
+        handle.write("%d\n" % os.getpid())
     deadline = time.monotonic() + seconds
-    while not os.path.exists(manifest):
-        link = _pagelink.read_state(images_dir, checkpoint_id)
-        if link is None or link.get("state") == "failed" or not _pagelink.alive(link.get("pid")):
-            module.fail_json(msg="checkpoint %s: its page link is %s, so no bundle will come"
-                             % (checkpoint_id, (link or {}).get("error") or (link or {}).get("state") or "closed"), phase="verify")
-        if time.monotonic() > deadline:
-            module.fail_json(msg="checkpoint %s did not arrive within %d s" % (checkpoint_id, seconds), phase="verify")
-        time.sleep(0.01)
+    try:
+        while not os.path.exists(manifest):
+            if not os.path.exists(marker):
+                module.fail_json(msg="checkpoint %s: the wait for it was cancelled" % checkpoint_id, phase="verify")
+            link = _pagelink.read_state(images_dir, checkpoint_id)
+            if link is not None and (link.get("state") == "failed"
+                                     or link.get("state") == "running" and not _pagelink.alive(link.get("pid"))):
+                module.fail_json(msg="checkpoint %s: its page link is %s, so no bundle will come"
+                                 % (checkpoint_id, link.get("error") or link.get("state")), phase="verify")
+            if time.monotonic() > deadline:
+                module.fail_json(msg="checkpoint %s did not arrive within %d s" % (checkpoint_id, seconds), phase="verify")
+            time.sleep(0.01)
+    finally:
+        if os.path.exists(marker):
+            os.unlink(marker)
 
 
 def main():
@@ -164,10 +180,13 @@ def main():
     path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
 
     if params["state"] == "absent":
+        waiting = os.path.exists(_wait_marker(params["images_dir"], params["checkpoint_id"]))
+        if waiting and not module.check_mode:
+            os.unlink(_wait_marker(params["images_dir"], params["checkpoint_id"]))  # a restore waiting for it gives up
         try:
             manifest = _bundle.load_manifest(path)
         except _bundle.BundleError:
-            module.exit_json(changed=False, msg="no checkpoint %s here, so no container of it" % params["checkpoint_id"])
+            module.exit_json(changed=waiting, msg="no checkpoint %s here, so no container of it" % params["checkpoint_id"])
         params["engine"] = manifest["engine"]
         engine = _engines.engine_for(module)
         present = engine.exists(manifest)

@@ -101,6 +101,8 @@ def migrate(container, source, target, check=True, **extra):
 RESET = ("podman rm --force --time 0 --all >/dev/null; "
          "[ -S /run/docker.sock ] && docker rm --force $(docker ps -a -q) >/dev/null 2>&1; for f in /run/ferry/trees/*.pid; do "
          "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
+         "for f in /run/ferry/trees/*.addresses; do [ -e \"$f\" ] && ip addr del $(cat \"$f\") dev eth0 2>/dev/null; rm -f \"$f\"; done; "
+         "for c in INPUT OUTPUT; do iptables -w -S $c | grep -e 0xc114 -e '/32 -j DROP' | sed 's/^-A/-D/' | xargs -r -L1 iptables -w; done; "
          "for f in /var/lib/ferry/.link-*.json; do [ -e \"$f\" ] && kill -9 $(sed 's/.*\"pid\": \\([0-9]*\\).*/\\1/' \"$f\") 2>/dev/null; done; "
          "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
 COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox:lab "

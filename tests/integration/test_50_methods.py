@@ -1,12 +1,14 @@
 """Low-downtime methods on the real lab: streamed memory and post-copy of criu-engine trees holding real
 memory, over a real page link, with the link broken on purpose. Every byte must come back exactly."""
+import json
 import re
+import subprocess
 import threading
 import time
 
 import pytest
 
-from lab import ADDRESS, count, images_dir, memory_state, memory_tree, migrate, ssh, start_counter
+from lab import ADDRESS, LAB, NET, count, images_dir, memory_state, memory_tree, migrate, ssh, start_counter
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +109,36 @@ def test_post_copy_with_the_link_down_for_good_resumes_the_frozen_source(clean):
     assert tree_on("node2") == "" and tree_on("node1") == "mem.pid"
     assert images_dir("node1") == "" and images_dir("node2") == ""
     assert time.monotonic() - started < 120
+
+
+def iptables_locks(node):
+    """CRIU's connection locks and Ferry's holds left in a host's firewall."""
+    return [rule for rule in ssh(node, "iptables -w -S INPUT; iptables -w -S OUTPUT").splitlines()
+            if "0xc114" in rule or "/32 -j DROP" in rule]
+
+
+@pytest.mark.parametrize("method", ["stream", "post_copy"])
+def test_a_client_keeps_its_connection_and_every_byte(clean, method):
+    """A client on node3 streams numbers from a tree serving on an address of its own; the tree moves
+    node1 -> node2 with its address, and the client's one connection goes on, with no number lost."""
+    address = "%s.%d" % (NET, 120)
+    ssh("node1", "ferry-lab spawn-tree --address %s/24 svc python3 /usr/local/lib/ferry-lab/ferry_stream.py serve %s 7400"
+        % (address, address))
+    time.sleep(1)
+    client = subprocess.Popen(
+        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
+         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 40" % address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    started = time.monotonic()
+    out = migrate("svc", "node1", "node2", migrate_engine="criu", migrate_method=method)
+    assert time.monotonic() - started < 35, "the client would end before the migration did"
+    result = json.loads(client.communicate(timeout=120)[0])
+    assert result["faults"] == [], result
+    assert result["first"] == 1 and result["last"] == result["lines"] > 10000, result
+    assert "by %s" % method in said(out)
+    assert address + "/24" in ssh("node2", "ip -br addr show dev eth0")
+    assert address not in ssh("node1", "ip -br addr show dev eth0")
+    assert iptables_locks("node1") == [] and iptables_locks("node2") == []
+    fresh = json.loads(ssh("node3", "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 1" % address))
+    assert fresh["faults"] == [] and fresh["lines"] > 100  # and it takes new clients where it is now

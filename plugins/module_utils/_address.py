@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's own network addresses, which move with it so that its clients stay connected.
+
+An address (``A/prefix``) is taken off the source once the container is frozen, and put on the target
+behind a hold: until the restore has succeeded, packets to it are dropped rather than answered with
+resets by a kernel that has no socket for them yet, so the peers simply retransmit. Then the hold goes
+and a gratuitous ARP tells the segment where the address lives now. CRIU's own connection locks
+(iptables rules marked 0xc114 that a dump leaves behind) are removed wherever the container has
+stopped running or runs again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import struct
+import typing as t
+
+CRIU_MARK = "0xc114"  # SOCCR_MARK: CRIU's lock rules let its own repair traffic through
+
+
+class AddressError(Exception):
+    pass
+
+
+def check(address: str) -> str:
+    """``A/prefix`` (IPv4), or a failure naming it."""
+    try:
+        iface = ipaddress.ip_interface(address)
+    except ValueError:
+        raise AddressError("%r is not an address with a prefix length (A.B.C.D/N)" % address) from None
+    if iface.version != 4 or "/" not in address:
+        raise AddressError("%r: only IPv4 addresses with a prefix length move with a container" % address)
+    return str(iface)
+
+
+def _ip(address: str) -> str:
+    return address.split("/")[0]
+
+
+class Addresses:
+    """Moves addresses on this host; ``run`` is AnsibleModule.run_command."""
+
+    def __init__(self, run: t.Callable[..., tuple[int, str, str]]):
+        self.run = run
+
+    def _must(self, argv: list[str], what: str) -> str:
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            raise AddressError("%s failed: %s" % (what, (err or out).strip()))
+        return out
+
+    def local(self) -> dict[str, str]:
+        """Address -> the interface holding it."""
+        out = self._must(["ip", "-j", "-4", "addr", "show"], "ip addr show")
+        return {"%s/%s" % (info["local"], info["prefixlen"]): link["ifname"] for link in json.loads(out or "[]")
+                for info in link.get("addr_info", [])}
+
+    def device(self, address: str) -> str:
+        """The interface that reaches ``address`` while it is not local here."""
+        out = self._must(["ip", "-j", "route", "get", _ip(address)], "ip route get %s" % address)
+        routes = json.loads(out or "[]")
+        if not routes or not routes[0].get("dev"):
+            raise AddressError("no interface here reaches %s" % address)
+        return routes[0]["dev"]
+
+    def hold(self, address: str) -> None:
+        self._must(["iptables", "-w", "-I", "INPUT", "-d", _ip(address) + "/32", "-j", "DROP"], "holding %s" % address)
+
+    def release(self, address: str) -> None:
+        while self.run(["iptables", "-w", "-D", "INPUT", "-d", _ip(address) + "/32", "-j", "DROP"])[0] == 0:
+            pass
+
+    def add(self, address: str, announce: bool = True) -> None:
+        if address not in self.local():
+            self._must(["ip", "addr", "add", address, "dev", self.device(address)], "adding %s" % address)
+        if announce:
+            self.announce(address)
+
+    def announce(self, address: str) -> None:
+        device = self.local().get(address)
+        if device:
+            gratuitous_arp(device, _ip(address))
+
+    def remove(self, address: str) -> bool:
+        device = self.local().get(address)
+        if device is None:
+            return False
+        self._must(["ip", "addr", "del", address, "dev", device], "removing %s" % address)
+        return True
+
+    def unlock(self, addresses: list[str]) -> int:
+        """Remove CRIU's connection locks that concern ``addresses``; returns how many."""
+        ips = {_ip(a) + "/32" for a in addresses}
+        removed = 0
+        for chain in ("INPUT", "OUTPUT"):
+            rc, out, _err = self.run(["iptables", "-w", "-S", chain])
+            if rc != 0:
+                continue
+            for rule in out.splitlines():
+                spec = rule.split()
+                if CRIU_MARK not in spec or spec[:2] != ["-A", chain] or not ips & set(spec):
+                    continue
+                if self.run(["iptables", "-w", "-D"] + spec[1:])[0] == 0:
+                    removed += 1
+        return removed
+
+
+def gratuitous_arp(device: str, ip: str) -> None:
+    """Tell the segment that ``ip`` is at this interface's MAC now (peers and bridges learn at once)."""
+    try:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((device, 0))
+            mac = sock.getsockname()[4]
+            addr = socket.inet_aton(ip)
+            frame = (b"\xff" * 6 + mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+                     + mac + addr + b"\xff" * 6 + addr)
+            for _attempt in range(2):
+                sock.send(frame)
+    except OSError:
+        pass  # peers still learn it when their ARP entries expire
