@@ -19,6 +19,7 @@ resent frame is byte-for-byte the one sent first, and a replayed or reordered fr
 from __future__ import annotations
 
 import collections
+import select
 import socket
 import struct
 import threading
@@ -37,7 +38,9 @@ MAX_FRAME = CHUNK + 64
 ACK_EVERY = 16
 WINDOW = 64 << 20  # unacknowledged bytes a sender keeps for resending before it waits
 HEARTBEAT = 1.0
-SILENCE = 5.0  # a link that says nothing for this long is broken, even if TCP has not noticed
+# A link that says nothing for this long is broken, even if TCP has not noticed. Only silence counts:
+# a send that waits because the other host's CRIU drains slowly (a disk) is flow control, not a break.
+SILENCE = 5.0
 _LEN = struct.Struct(">I")
 _IDX = struct.Struct(">Q")
 # CRIU's page_server_iov (page-xfer.c): u32 cmd, u64 nr_pages, u64 vaddr, u64 dst_id, 32 bytes aligned.
@@ -94,9 +97,11 @@ def _abort(sock: socket.socket | None) -> None:
         pass
 
 
-def _read_exact(sock: socket.socket, size: int) -> bytes:
+def _read_exact(sock: socket.socket, size: int, silence: float | None = None) -> bytes:
     data = bytearray()
     while len(data) < size:
+        if silence is not None and not select.select([sock], [], [], silence)[0]:
+            raise ConnectionError("the link has been silent for %.0f s" % silence)
         block = sock.recv(size - len(data))
         if not block:
             raise ConnectionError("link closed")
@@ -176,11 +181,11 @@ class Relay:
         except OSError:
             self._broken(sock)
 
-    def _read_frame(self, sock: socket.socket) -> tuple[int, int, bytes]:
-        (length,) = _LEN.unpack(_read_exact(sock, 4))
+    def _read_frame(self, sock: socket.socket, silence: float | None = None) -> tuple[int, int, bytes]:
+        (length,) = _LEN.unpack(_read_exact(sock, 4, silence))
         if not 12 + 16 <= length <= MAX_FRAME + 28:
             raise RelayError("frame of %d bytes is out of bounds" % length)
-        raw = _read_exact(sock, length)
+        raw = _read_exact(sock, length, silence)
         nonce, sealed = raw[:12], raw[12:]
         if nonce[:1] != self._in_dir:
             raise RelayError("a frame came in the wrong direction")
@@ -209,6 +214,10 @@ class Relay:
                 self._net = None
                 self._lock.notify_all()
         try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a send blocked on it in another thread
+        except OSError:
+            pass
+        try:
             sock.close()
         except OSError:
             pass
@@ -232,7 +241,7 @@ class Relay:
                 if kind != HELLO or counter <= self._ctl_in:
                     raise RelayError("the link did not start with a fresh hello")
                 self._ctl_in = counter
-                sock.settimeout(SILENCE)
+                sock.settimeout(None)  # silence is watched by the reader, sends may wait (flow control)
                 (their_next,) = _IDX.unpack(payload)
                 with self._lock, self._send_lock:
                     self._drop_acked(their_next)
@@ -274,7 +283,7 @@ class Relay:
 
     def _read_link(self, sock: socket.socket) -> None:
         while not self.done.is_set():
-            kind, counter, payload = self._read_frame(sock)
+            kind, counter, payload = self._read_frame(sock, SILENCE)
             if kind == ACK:
                 if counter <= self._ctl_in:
                     raise RelayError("a stale acknowledgement")

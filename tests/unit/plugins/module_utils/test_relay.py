@@ -107,6 +107,24 @@ def test_bytes_cross_intact_both_ways_through_a_broken_link():
     assert proxy.connections >= 2 and source.reconnects + target.reconnects >= 1
 
 
+def test_a_slow_reader_on_one_side_is_flow_control_not_a_break(monkeypatch):
+    """The target's CRIU writing pages to a slow disk stops reading for longer than the silence limit;
+    the source's sends wait, the link stays, nothing is resent."""
+    monkeypatch.setattr(_relay, "SILENCE", 1.0)
+    source, target, src_criu, tgt_criu, proxy = start_link()
+    payload = os.urandom(96 << 20)
+    sender = threading.Thread(target=lambda: (src_criu.sendall(payload), src_criu.shutdown(socket.SHUT_WR)))
+    sender.start()
+    time.sleep(3)  # the target's CRIU reads nothing for three silence limits
+    got = read_all(tgt_criu)
+    sender.join(30)
+    assert got == payload
+    tgt_criu.shutdown(socket.SHUT_WR)
+    assert read_all(src_criu) == b""
+    assert source.wait(10) and target.wait(10), (source.error, target.error)
+    assert proxy.connections == 1 and source.reconnects == target.reconnects == 0
+
+
 def iov(cmd):
     return struct.pack("<IxxxxQQQ", cmd, 0, 0, 0)
 
