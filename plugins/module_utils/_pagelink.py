@@ -104,6 +104,7 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
         with open(server_pidfile, encoding="ascii") as handle:
             server_pid = int(handle.read().strip())
         local: t.Any = socket.create_connection(("127.0.0.1", server_port), timeout=10)  # its only client
+        local.settimeout(None)  # writing pages to disk may keep it from reading for long: that is no failure
     else:
         server_pid = None
         local_listener = socket.create_server(("127.0.0.1", 0))
@@ -216,5 +217,7 @@ def source_lazy(address: str, port: int, key: bytes, give_up: float, lazy_port: 
     def connect() -> socket.socket:
         if not listening.wait(600):
             raise OSError("CRIU never started serving pages")
-        return socket.create_connection(("127.0.0.1", lazy_port), timeout=10)
+        conn = socket.create_connection(("127.0.0.1", lazy_port), timeout=10)
+        conn.settimeout(None)
+        return conn
     return Relay(key, "source", connect, dial=(address, port), give_up=give_up, lazy_client="peer").start()
