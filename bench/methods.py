@@ -15,7 +15,6 @@ Usage: python bench/methods.py [MiB ...]   (default 64 256 1024 4096; the lab mu
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time

@@ -14,7 +14,7 @@ def serve(address, port):
     server = socket.create_server((address, port))
     clients = {}
     while True:
-        readable, writable, _ = select.select([server] + list(clients), list(clients), [], 0.001)
+        readable, writable, _errors = select.select([server] + list(clients), list(clients), [], 0.001)
         if server in readable:
             conn, _addr = server.accept()
             conn.setblocking(False)
@@ -56,11 +56,12 @@ def client(address, port, seconds):
             number = int(line)
             first = number if first is None else first
             if expected is not None and number != expected:
-                faults.append("expected %d, got %d" % (expected, number))
+                faults.append("expected %s, got %s" % (expected, number))
             expected = number + 1
             lines += 1
+    local_address, local_port = sock.getsockname()[:2]
     print(json.dumps({"lines": lines, "first": first, "last": expected - 1 if expected else None,
-                      "faults": faults[:10], "local": "%s:%d" % sock.getsockname()}))
+                      "faults": faults[:10], "local": "%s:%s" % (local_address, local_port)}))
 
 
 if __name__ == "__main__":
