@@ -174,6 +174,15 @@ def check_container(module: t.Any, option: str) -> str | None:
     return name
 
 
+def check_checkpoint_id(module: t.Any, checkpoint_id: str) -> str:
+    """``checkpoint_id`` when it names a bundle, else the module fails naming the option."""
+    try:
+        return _bundle.check_id(checkpoint_id)
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint_id: %s" % exc)
+    return checkpoint_id  # not reached
+
+
 def engine_for(module: t.Any) -> Engine:
     # Imported here: each engine module imports this one for the base class.
     from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _podman, _tree  # pylint: disable=import-outside-toplevel

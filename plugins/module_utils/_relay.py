@@ -81,20 +81,27 @@ class _Tail:
         return closed_by_client(self.tail)
 
 
-def _abort(sock: socket.socket | None) -> None:
-    """Close with a reset: the peer sees an error, never a clean end of stream."""
-    if sock is None:
-        return
+def _shut(sock: socket.socket, how: int) -> None:
+    """Shut down (which wakes a thread blocked on it; close alone would not) and close, quietly."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        # SHUT_RD wakes a thread blocked reading it without sending FIN; the last close then resets.
-        sock.shutdown(socket.SHUT_RD)
+        sock.shutdown(how)
     except OSError:
         pass
     try:
         sock.close()
     except OSError:
         pass
+
+
+def _abort(sock: socket.socket | None) -> None:
+    """Close with a reset: the peer sees an error, never a clean end of stream."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    _shut(sock, socket.SHUT_RD)  # SHUT_RD sends no FIN; the last close then resets
 
 
 def _read_exact(sock: socket.socket, size: int, silence: float | None = None) -> bytes:
@@ -213,14 +220,7 @@ class Relay:
             if self._net is sock:
                 self._net = None
                 self._lock.notify_all()
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a send blocked on it in another thread
-        except OSError:
-            pass
-        try:
-            sock.close()
-        except OSError:
-            pass
+        _shut(sock, socket.SHUT_RDWR)  # wakes a send blocked on it in another thread
 
     def _connect(self, deadline: float) -> socket.socket | None:
         while time.monotonic() < deadline and not self.done.is_set():

@@ -282,10 +282,7 @@ def main():
     params = module.params
     _engines.check_container(module, "container")
     checkpoint_id = params["container"] if params["checkpoint_id"] is None else params["checkpoint_id"]
-    try:
-        _bundle.check_id(checkpoint_id)
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="checkpoint_id: %s" % exc)
+    _engines.check_checkpoint_id(module, checkpoint_id)
     images_dir = params["images_dir"]
     path = _bundle.final_path(images_dir, checkpoint_id)
 
@@ -317,7 +314,6 @@ def main():
         module.fail_json(msg="leave_running: a copy is taken with method stop_and_copy only")
     options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")}
     criu_version = _criu.version_string(engine.criu.version())
-    frozen_at = _engines.now()
     finished = {}
 
     def finalise(fields):

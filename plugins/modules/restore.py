@@ -173,10 +173,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        _bundle.check_id(params["checkpoint_id"])
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="checkpoint_id: %s" % exc)
+    _engines.check_checkpoint_id(module, params["checkpoint_id"])
     path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
 
     if params["state"] == "absent":
