@@ -77,6 +77,15 @@ class Engine:
         raise NotImplementedError
 
 
+def is_container(inspect: dict[str, t.Any], key: str) -> bool:
+    """``key`` is this inspected container's name, or its ID (12 characters or more).
+
+    The engines also take any prefix of an ID, so a container named ``c1`` would otherwise be
+    found on a host where another container's ID starts with c1.
+    """
+    return key == (inspect.get("Name") or "").lstrip("/") or (len(key) >= 12 and (inspect.get("Id") or "").startswith(key))
+
+
 class ImageEngine(Engine):
     """An engine driven through a container tool's command line (podman, docker): containers with
     images, inspected as JSON. Subclasses set ``tool`` and ``summarise`` (inspect -> summary)."""
@@ -108,7 +117,8 @@ class ImageEngine(Engine):
         if not names:
             return []
         rc, out, _err = self.module.run_command([self.binary, "container", "inspect"] + names)
-        return json.loads(out) if rc == 0 and out.strip() else []
+        found = json.loads(out) if rc == 0 and out.strip() else []
+        return [item for item in found if any(is_container(item, key) for key in names)]
 
     def describe(self, container):
         found = self._inspect([container])

@@ -47,6 +47,16 @@ def test_redis_keeps_every_key(clean):
     assert containers("node1") == []
 
 
+def test_a_name_like_another_containers_id_is_not_that_container(clean):
+    # Engines resolve a short hex name as an ID prefix too; the preflight must not see a clash.
+    start_counter("node2", "other")
+    name = ssh("node2", "podman inspect --format '{{.Id}}' other")[:2]
+    before = start_counter("node1", name)
+    migrate(name, "node1", "node2")
+    assert count("node2", name) > before
+    assert sorted(containers("node2")) == sorted([name + " running", "other running"])
+
+
 def test_missing_image_travels_with_the_checkpoint(clean):
     image_id = ssh("node1", "podman image inspect --format '{{.Id}}' localhost/ferry/busybox:lab")
     ssh("node2", "podman rmi --force localhost/ferry/busybox:lab")
