@@ -54,6 +54,10 @@ class Engine:
         """Images present on this host; engines without images have none."""
         return []
 
+    def network_names(self) -> list[str]:
+        """Container networks defined on this host; engines without networks have none."""
+        return []
+
     def checkpoint(self, container: str, bundle_dir: str, options: dict[str, t.Any]) -> dict[str, t.Any]:
         """Write the container's checkpoint files into ``bundle_dir``; return manifest fields."""
         raise NotImplementedError
@@ -131,6 +135,9 @@ class ImageEngine(Engine):
     def image_ids(self):
         ids = self._run(["images", "-q", "--no-trunc"], self.tool + " images").split()
         return sorted({image.split(":", 1)[-1] for image in ids})
+
+    def network_names(self):
+        return sorted(self._run(["network", "ls", "--format", "{{.Name}}"], self.tool + " network ls").split())
 
     def image_present(self, image_id: str) -> bool:
         return self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", image_id])[0] == 0

@@ -79,6 +79,7 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "pid": pid,
         "labels": config.get("Labels") or {},
         "addresses": sorted(net.get("IPAddress") for net in networks.values() if net.get("IPAddress")),
+        "networks": sorted(networks),
         "rss_bytes": tree_rss(pid) if state.get("Status") == "running" else 0,
         "cpu": tree_cpu(pid) if state.get("Status") == "running" else 0.0,
         "checkpointed": bool(state.get("Checkpointed")),

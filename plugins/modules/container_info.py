@@ -14,7 +14,8 @@ description:
     memory of the whole process tree (RSS), CPU cores used (C(cpu), each process's average since it
     started), addresses and labels.
   - For engines V(podman) and V(docker) also lists the IDs of the images present, so a planner knows
-    which targets already hold a container's image.
+    which targets already hold a container's image, and the host's container networks, so a migration
+    knows whether the target has every network a container is attached to.
   - Engine V(docker) fails on a host whose Docker daemon is unreachable, older than API 1.40 or not
     in experimental mode, naming which.
   - For engine V(criu), the containers are the process trees whose pidfiles are in O(tree_dir).
@@ -58,12 +59,19 @@ containers:
   elements: dict
   sample:
     - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
-       rss_bytes: 8450048, cpu: 0.02, addresses: [], labels: {app: cache}, pid: 4242, checkpointed: false}
+       rss_bytes: 8450048, cpu: 0.02, addresses: [10.199.0.140], networks: [fabric], labels: {app: cache}, pid: 4242,
+       checkpointed: false, network_mode: bridge}
 images:
   description: IDs of the images on this host (engines V(podman) and V(docker)).
   returned: always
   type: list
   elements: str
+networks:
+  description: Names of the container networks on this host (engines V(podman) and V(docker)).
+  returned: always
+  type: list
+  elements: str
+  sample: [bridge, fabric, host, none]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -89,10 +97,10 @@ def main():
             containers = [found] if found else []
         else:
             containers = engine.list()
-        images = engine.image_ids()
+        images, networks = engine.image_ids(), engine.network_names()
     except _engines.EngineError as exc:
         _engines.fail(module, "inspect", exc)
-    module.exit_json(changed=False, containers=containers, images=images)
+    module.exit_json(changed=False, containers=containers, images=images, networks=networks)
 
 
 if __name__ == "__main__":

@@ -128,8 +128,8 @@ def images_dir(node):
     return ssh(node, "ls -A /var/lib/ferry")
 
 
-def start_counter(node, name="counter", engine="podman"):
-    ssh(node, COUNTER.format(engine=engine, name=name))
+def start_counter(node, name="counter", engine="podman", network="none"):
+    ssh(node, COUNTER.format(engine=engine, name=name).replace("--network none", "--network " + network))
     time.sleep(1)
     return count(node, name, engine)
 

@@ -142,3 +142,41 @@ def test_a_client_keeps_its_connection_and_every_byte(clean, method):
     assert iptables_locks("node1") == [] and iptables_locks("node2") == []
     fresh = json.loads(ssh("node3", "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 1" % address))
     assert fresh["faults"] == [] and fresh["lines"] > 100  # and it takes new clients where it is now
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_a_container_on_the_fabric_keeps_its_address_and_its_client(clean, engine):
+    """A container with an address of its own on the lab's shared segment (network fabric) streams
+    numbers to a client on node3; it moves node1 -> node2, and the client's one connection goes on."""
+    address = "%s.%d" % (NET, 140 if engine == "podman" else 141)  # peers' ARP caches hold each one's MAC
+    ssh("node1", "%s run -d --name svc --network fabric --ip %s localhost/ferry/busybox:lab "
+                 "sh -c 'i=0; while :; do i=$((i+1)); echo $i; usleep 1000; done | nc -l -p 7400'" % (engine, address))
+    time.sleep(1)
+    client = subprocess.Popen(
+        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
+         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 25" % address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    mac = ssh("node1", "%s exec svc cat /sys/class/net/eth0/address" % engine)
+    started = time.monotonic()
+    migrate("svc", "node1", "node2", migrate_engine=engine)
+    assert time.monotonic() - started < 20, "the client would end before the migration did"
+    assert address + "/24" in ssh("node2", "%s exec svc ip -4 addr" % engine)
+    assert ssh("node2", "%s exec svc cat /sys/class/net/eth0/address" % engine) == mac  # peers' ARP entries stay right
+    out, err = client.communicate(timeout=120)
+    assert out, err
+    result = json.loads(out)
+    assert result["faults"] == [], result
+    assert result["first"] == 1 and result["last"] == result["lines"] > 5000, result
+    assert ssh("node1", "%s ps -a -q" % engine) == ""
+
+
+def test_a_network_missing_on_the_target_stops_the_migration_before_the_freeze(clean):
+    ssh("node1", "podman network exists onlyhere || podman network create onlyhere")
+    try:
+        before = start_counter("node1", "counter", network="onlyhere")
+        proc = migrate("counter", "node1", "node2", check=False)
+        assert "node2 has no podman network onlyhere, which counter is attached to" in said(proc)
+        assert count("node1") > before and ssh("node2", "podman ps -a -q") == ""  # never stopped, nothing left
+    finally:
+        ssh("node1", "podman rm -f -t0 counter >/dev/null; podman network rm onlyhere")

@@ -83,7 +83,7 @@ def test_summarise_has_podmans_keys_and_bare_image_ids():
     assert info == {"engine": "docker", "name": "cache", "id": INSPECT["Id"],
                     "image_id": "8990cbdf83cf4b8c7e78d3e3b2894355af0dac609085fe0aa547a5ced66a62e3",
                     "image_name": "localhost/ferry/redis:lab", "state": "exited", "pid": None,
-                    "labels": {"app": "cache", "io.ferry.checkpoint": "older"}, "addresses": ["172.30.0.5"],
+                    "labels": {"app": "cache", "io.ferry.checkpoint": "older"}, "addresses": ["172.30.0.5"], "networks": ["fleet"],
                     "rss_bytes": 0, "cpu": 0.0, "checkpointed": False, "network_mode": "fleet"}
 
 
