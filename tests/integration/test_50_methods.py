@@ -117,6 +117,21 @@ def iptables_locks(node):
             if "0xc114" in rule or "/32 -j DROP" in rule]
 
 
+def test_redis_as_a_criu_tree_keeps_every_key_by_each_method(clean):
+    """Redis itself as a criu-engine tree, moved by every method in turn: its whole dataset survives."""
+    keys = " ".join("k:%d" % i for i in range(1, 3001))
+    ssh("node1", "ferry-lab spawn-tree kv redis-server --port 6390 --save '' --appendonly no")
+    time.sleep(1)
+    ssh("node1", "for i in $(seq 1 3000); do echo \"SET k:$i v-$i-$((i * 31))\"; done | redis-cli -p 6390 >/dev/null")
+    before = ssh("node1", "redis-cli -p 6390 MGET " + keys)
+    assert before.splitlines()[-1] == "v-3000-93000"
+    for method, source, target in (("post_copy", "node1", "node2"), ("stream", "node2", "node1"), ("stop_and_copy", "node1", "node2")):
+        out = migrate("kv", source, target, migrate_engine="criu", migrate_method=method, migrate_allow_post_copy=True)
+        assert "by %s" % method in said(out)
+        assert ssh(target, "redis-cli -p 6390 MGET " + keys) == before, "%s lost keys" % method
+        assert tree_on(source) == "" and ssh(target, "redis-cli -p 6390 SET after-%s yes" % method) == "OK"
+
+
 @pytest.mark.parametrize("method", ["stream", "post_copy"])
 def test_a_client_keeps_its_connection_and_every_byte(clean, method):
     """A client on node3 streams numbers from a tree serving on an address of its own; the tree moves
