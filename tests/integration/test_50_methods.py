@@ -117,6 +117,25 @@ def iptables_locks(node):
             if "0xc114" in rule or "/32 -j DROP" in rule]
 
 
+def stream_client(address, seconds):
+    """ferry_stream.py's client on node3, holding one connection to ``address``:7400 for ``seconds``."""
+    client = subprocess.Popen(
+        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
+         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 %d" % (address, seconds)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    return client
+
+
+def client_result(client):
+    """What the client received: every number once, in order, or the faults it saw."""
+    out, err = client.communicate(timeout=120)
+    assert out, err
+    result = json.loads(out)
+    assert result["faults"] == [], result
+    return result
+
+
 def test_redis_as_a_criu_tree_keeps_every_key_by_each_method(clean):
     """Redis itself as a criu-engine tree, moved by every method in turn: its whole dataset survives."""
     keys = " ".join("k:%d" % i for i in range(1, 3001))
@@ -140,16 +159,11 @@ def test_a_client_keeps_its_connection_and_every_byte(clean, method):
     ssh("node1", "ferry-lab spawn-tree --address %s/24 svc python3 /usr/local/lib/ferry-lab/ferry_stream.py serve %s 7400"
         % (address, address))
     time.sleep(1)
-    client = subprocess.Popen(
-        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
-         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 40" % address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    client = stream_client(address, 40)
     started = time.monotonic()
     out = migrate("svc", "node1", "node2", migrate_engine="criu", migrate_method=method)
     assert time.monotonic() - started < 35, "the client would end before the migration did"
-    result = json.loads(client.communicate(timeout=120)[0])
-    assert result["faults"] == [], result
+    result = client_result(client)
     assert result["first"] == 1 and result["last"] == result["lines"] > 10000, result
     assert "by %s" % method in said(out)
     assert address + "/24" in ssh("node2", "ip -br addr show dev eth0")
@@ -167,21 +181,14 @@ def test_a_container_on_the_fabric_keeps_its_address_and_its_client(clean, engin
     ssh("node1", "%s run -d --name svc --network fabric --ip %s localhost/ferry/busybox:lab "
                  "sh -c 'i=0; while :; do i=$((i+1)); echo $i; usleep 1000; done | nc -l -p 7400'" % (engine, address))
     time.sleep(1)
-    client = subprocess.Popen(
-        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
-         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 25" % address],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    client = stream_client(address, 25)
     mac = ssh("node1", "%s exec svc cat /sys/class/net/eth0/address" % engine)
     started = time.monotonic()
     migrate("svc", "node1", "node2", migrate_engine=engine)
     assert time.monotonic() - started < 20, "the client would end before the migration did"
     assert address + "/24" in ssh("node2", "%s exec svc ip -4 addr" % engine)
     assert ssh("node2", "%s exec svc cat /sys/class/net/eth0/address" % engine) == mac  # peers' ARP entries stay right
-    out, err = client.communicate(timeout=120)
-    assert out, err
-    result = json.loads(out)
-    assert result["faults"] == [], result
+    result = client_result(client)
     assert result["first"] == 1 and result["last"] == result["lines"] > 5000, result
     assert ssh("node1", "%s ps -a -q" % engine) == ""
 
