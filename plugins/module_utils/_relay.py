@@ -161,6 +161,7 @@ class Relay:
         self._peer_eof = False
         self._eof_acked = False
         self.error: str | None = None
+        self._abort_note: bytes | None = None
         self.done = threading.Event()
         self.reconnects = 0
         self.bytes_in = 0
@@ -250,6 +251,8 @@ class Relay:
                     self._net = sock
                     self._epoch += 1
                     self._lock.notify_all()
+                    if self._abort_note is not None:  # failed while the link was down: say so now
+                        sock.sendall(self._ctl(ABORT, self._abort_note))
                 return sock
             except (OSError, RelayError):
                 time.sleep(0.1)
@@ -381,7 +384,9 @@ class Relay:
         _abort(self._local)
         self._local = None
         if tell:
-            self._send_ctl(ABORT, message.encode()[:512])
+            with self._lock:  # a link coming up right now sends it instead (see _connect)
+                self._abort_note = message.encode()[:512]
+            self._send_ctl(ABORT, self._abort_note)
 
     def _heartbeat(self) -> None:
         while not self.done.wait(HEARTBEAT):
@@ -413,11 +418,14 @@ class Relay:
                     sock.close()
                 except OSError:
                     pass
-        if self._local is not None:
-            try:
-                self._local.close()
-            except OSError:
-                pass
+        # Shut, not just close: a thread blocked reading it would keep it open, and CRIU waiting.
+        # After a failure (set before ``done``, so seen here) CRIU gets a reset, never a clean end.
+        local = self._local
+        if local is not None:
+            if self.error is None:
+                _shut(local, socket.SHUT_RDWR)
+            else:
+                _abort(local)
 
     def figures(self) -> dict[str, t.Any]:
         return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "reconnects": self.reconnects,

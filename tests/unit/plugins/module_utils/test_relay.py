@@ -67,15 +67,18 @@ def pair():
 
 
 def start_link(proxy_for=None, give_up=5.0, must_close=False, failures=None, **proxy):
-    """Source relay dials (through a proxy) the target relay; returns the far ends of both local sockets."""
+    """Source relay dials (through a proxy) the target relay; returns the far ends of both local sockets.
+    Each link has its own key, as in use: a relay left over from an earlier test, redialling a port
+    number that is now this test's, fails the hello instead of joining this link."""
+    key = os.urandom(16)
     src_criu, src_local = pair()
     tgt_criu, tgt_local = pair()
     listener = socket.create_server(("127.0.0.1", 0))
     proxy = CuttingProxy(("127.0.0.1", listener.getsockname()[1]), **proxy)
-    target = _relay.Relay(KEY, "target", tgt_local, listener=listener, peer="127.0.0.1", give_up=give_up,
+    target = _relay.Relay(key, "target", tgt_local, listener=listener, peer="127.0.0.1", give_up=give_up,
                           lazy_client="local" if must_close else None,
                           on_failure=(lambda: failures.append("target")) if failures is not None else None)
-    source = _relay.Relay(KEY, "source", src_local, dial=("127.0.0.1", proxy.port), give_up=give_up,
+    source = _relay.Relay(key, "source", src_local, dial=("127.0.0.1", proxy.port), give_up=give_up,
                           lazy_client="peer" if must_close else None,
                           on_failure=(lambda: failures.append("source")) if failures is not None else None)
     return source.start(), target.start(), src_criu, tgt_criu, proxy
@@ -156,6 +159,9 @@ def test_lazy_client_that_closes_ends_cleanly():
 def test_a_link_that_stays_down_gives_up_with_a_reset_on_both_ends():
     failures = []
     source, target, src_criu, tgt_criu, proxy = start_link(give_up=1.5, failures=failures, cut_after=1000, down=60)
+    # The break must come after the first hello: a target still waiting for its first link waits 60 s.
+    while target._net is None:  # pylint: disable=protected-access
+        time.sleep(0.01)
     src_criu.sendall(os.urandom(1 << 20))
     started = time.monotonic()
     assert not source.wait(20)
@@ -185,3 +191,16 @@ def test_closed_by_client():
     assert not _relay.closed_by_client(iov(_relay.PS_IOV_CLOSE) + iov(7))
     assert not _relay.closed_by_client(iov(_relay.PS_IOV_CLOSE)[:-1])
     assert not _relay.closed_by_client(b"")
+
+
+def test_a_relay_given_up_on_resets_criu_even_while_it_reads_from_it():
+    # A plain close leaves a socket open while another thread is blocked reading it: CRIU would wait forever.
+    with socket.create_server(("127.0.0.1", 0)) as refusing:
+        port = refusing.getsockname()[1]
+    src_criu, src_local = pair()
+    relay = _relay.Relay(KEY, "source", src_local, dial=("127.0.0.1", port)).start()
+    time.sleep(0.3)  # its pump thread now waits for CRIU's data
+    assert not relay.wait(0.1) and "did not finish" in relay.error
+    src_criu.settimeout(5)
+    with pytest.raises(ConnectionResetError):
+        src_criu.recv(1)
