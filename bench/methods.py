@@ -212,7 +212,7 @@ def table_row(label, size, record):
     return {"label": label, "mib": size, "downtime": float(record["downtime_seconds"]),
             "gap": record.get("client_gap_seconds"), "total": float(record["total_seconds"]),
             "bytes": int(record["bytes"]), "split": record.get("split_window_seconds"),
-            "move": moving(record), "frozen": (record.get("criu_stats") or {}).get("frozen_time")}
+            "move": moving(record)}
 
 
 def main():
@@ -227,15 +227,11 @@ def main():
         for method, record in redis_tree_runs(size).items():
             rows.append(table_row("redis (criu) " + method, size, record))
             print(rows[-1], flush=True)
-        record = podman_run(size)
-        rows.append({"label": "podman Ferry", "mib": size, "downtime": float(record["downtime_seconds"]), "gap": None,
-                     "total": float(record["total_seconds"]), "bytes": int(record["bytes"]), "split": None,
-                     "move": moving(record),
-                     "frozen": (record.get("criu_stats") or {}).get("runtime_checkpoint_duration")})
+        rows.append(table_row("podman Ferry", size, podman_run(size)))
         print(rows[-1], flush=True)
         hand = by_hand(size)
         rows.append({"label": "podman by hand", "mib": size, "downtime": hand["downtime_seconds"], "gap": None,
-                     "total": hand["total_seconds"], "bytes": hand["bytes"], "split": None, "frozen": None,
+                     "total": hand["total_seconds"], "bytes": hand["bytes"], "split": None,
                      "move": hand["total_seconds"]})
         print(rows[-1], flush=True)
     reset()

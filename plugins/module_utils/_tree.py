@@ -182,8 +182,8 @@ class TreeEngine(Engine):
                     raise EngineError("%s; %s runs again here" % (exc, container)) from exc
         except CriuError as exc:
             why = (" (the page link: %s)" % relay.error) if relay and relay.error else ""
-            if info["addresses"]:  # CRIU resumed the tree here: its addresses and connections too
-                self._moving(info, here=True).unlock(info["addresses"])
+            # CRIU resumed the tree here: its addresses and connections too
+            self._moving(info, here=True).unlock(info["addresses"])
             raise EngineError(str(exc) + why, exc.log) from exc
         finally:
             if relay:
@@ -209,12 +209,12 @@ class TreeEngine(Engine):
         # CRIU writes its log and statistics to a work directory: the bundle stays as verified.
         work = tempfile.mkdtemp(prefix=".work-", dir=images_dir)
         work_fd = os.open(work, os.O_DIRECTORY)
-        addresses = _address.Addresses(self.module.run_command)
+        addresses, owned = _address.Addresses(self.module.run_command), info.get("addresses") or []
         try:
-            for address in info.get("addresses") or []:
+            for address in owned:
                 addresses.hold(address)  # dropped, not reset, until the sockets are back
                 addresses.add(address, announce=False)
-            write_addresses(pidfile, info.get("addresses") or [])
+            write_addresses(pidfile, owned)
             lazy = None
             if method == "post_copy":
                 lazy = self._start_lazy_pages(bundle_dir, work, checkpoint_id)
@@ -228,9 +228,9 @@ class TreeEngine(Engine):
         finally:
             os.close(work_fd)
             shutil.rmtree(work, ignore_errors=True)
-            for address in info.get("addresses") or []:
+            for address in owned:
                 addresses.release(address)
-        for address in info.get("addresses") or []:
+        for address in owned:
             addresses.announce(address)
         return {"stats": stats, "container": self._summary(info["name"], pidfile)}
 
@@ -277,8 +277,8 @@ class TreeEngine(Engine):
         pid, existed = read_pid(pidfile), os.path.exists(pidfile)
         if pid:
             os.kill(pid, signal.SIGKILL)  # the root is its pid namespace's init: the whole tree goes
-        if info.get("addresses"):  # no longer served here, and no connection of it locked here
-            self._moving(info, here=False).unlock(info["addresses"])
+        # No longer served here, and no connection of it locked here.
+        self._moving(info, here=False).unlock(info.get("addresses") or [])
         for path in (addresses_file(pidfile), pidfile):
             if os.path.exists(path):
                 os.unlink(path)

@@ -177,9 +177,10 @@ def main():
     path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
 
     if params["state"] == "absent":
-        waiting = os.path.exists(_wait_marker(params["images_dir"], params["checkpoint_id"]))
+        marker = _wait_marker(params["images_dir"], params["checkpoint_id"])
+        waiting = os.path.exists(marker)
         if waiting and not module.check_mode:
-            os.unlink(_wait_marker(params["images_dir"], params["checkpoint_id"]))  # a restore waiting for it gives up
+            os.unlink(marker)  # a restore waiting for it gives up
         try:
             manifest = _bundle.load_manifest(path)
         except _bundle.BundleError:
