@@ -179,13 +179,13 @@ def criu_for(module: t.Any) -> _criu.Criu:
 
 # Podman's own rule for names (IDs are hex, so they match too). Anything else could be read by the
 # engine's command line as an option ("-l" is podman's "latest container").
-_CONTAINER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
+CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
 
 
 def check_container(module: t.Any, option: str) -> str | None:
     """The container name in ``option``, failing the module naming it when it is not a plain name."""
     name = module.params.get(option)
-    if name is not None and not _CONTAINER.match(name):
+    if name is not None and not CONTAINER_NAME.match(name):
         module.fail_json(msg="%s must be a container name or ID of [A-Za-z0-9_.-] starting with a letter or digit, not %r"
                          % (option, name))
     return name

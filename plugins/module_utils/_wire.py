@@ -6,22 +6,17 @@
 Module ferry.migrate.transfer_access installs this file on a host as a standalone script and makes it
 the forced command of a one-time SSH key, so the key can do nothing but deliver (``receive``) or hand
 out (``send``, for a relay through the controller) one checkpoint bundle. It therefore depends on the
-standard library only, plus ``cryptography`` when present for the fast data path, and trusts nothing
-it reads. Module ferry.migrate.transfer uses the same ``send`` over paramiko.
+standard library only and trusts nothing it reads. Module ferry.migrate.transfer runs the same ``send``
+into an OpenSSH client, which encrypts and authenticates everything (no cryptography of Ferry's own).
 
 Protocol on the SSH channel (sender -> receiver unless noted):
-  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool, "data_key": hex|null}
-  2. receiver -> sender, one JSON line: {"have": bool, "data_port": int|null}; the transfer ends there
-     when the bundle is already complete on the target, or when the sender only probes
-  3. for each manifest file, in order, records ended by an empty one. Either on the SSH channel as
-     <4-byte big-endian length><data> (an empty record is length 0), or -- when the sender offered a
-     data key and the receiver opened ``data_port`` -- on a TCP connection from the sender as
-     <4-byte length><AES-128-GCM ciphertext>, nonce = record counter, an empty plaintext ending a file.
-     That data path skips SSH's per-packet work in Python, which otherwise caps a transfer below scp;
-     the key travels inside the authenticated SSH channel, is used for one transfer only, and a record
-     that fails authentication aborts the transfer.
-  4. receiver -> sender on the SSH channel, one JSON line: {"ok": bool, "bytes": int, "data_path":
-     "tcp"|"ssh", "error": str}
+  0. receiver -> sender, one JSON line {"ready": true} as it starts: the session is up, before the
+     sender has anything to send (a checkpoint opens its connection before the freeze)
+  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool}
+  2. receiver -> sender, one JSON line: {"have": bool}; the transfer ends there when the bundle is
+     already complete on the target, or when the sender only probes
+  3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one
+  4. receiver -> sender, one JSON line: {"ok": bool, "bytes": int, "data_path": "ssh", "error": str}
 Files are written under <images_dir>/.partial-<id>, verified against the manifest's sizes and SHA-256
 while they stream, and renamed to <images_dir>/<id> only when every one matches.
 """
@@ -32,24 +27,15 @@ import hashlib
 import json
 import os
 import re
-import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-except ImportError:  # the SSH channel carries the data instead
-    AESGCM = None
-
 MAX_HEADER = 1 << 20
 CHUNK = 1 << 20
 MAX_CHUNK = 16 << 20
-TAG = 16
 _LENGTH = struct.Struct(">I")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}\Z")
@@ -69,27 +55,6 @@ def valid_file_name(name):
 
 
 # ---- records -------------------------------------------------------------------------------------
-
-class Sealer:
-    """AES-128-GCM records with a counter nonce: records cannot be replayed, reordered or forged."""
-
-    def __init__(self, key):
-        self._aead = AESGCM(key)
-        self._counter = 0
-
-    def _nonce(self):
-        self._counter += 1
-        return self._counter.to_bytes(12, "big")
-
-    def seal(self, data):
-        return self._aead.encrypt(self._nonce(), data, None)
-
-    def open(self, sealed):
-        try:
-            return self._aead.decrypt(self._nonce(), sealed, None)
-        except InvalidTag:
-            raise WireError("a data record failed authentication") from None
-
 
 def record(payload):
     """One record as bytes (the sender writes the length and the payload apart, to spare a copy)."""
@@ -127,15 +92,13 @@ def _read_exact(stream, size):
     return bytes(data)
 
 
-def read_chunks(stream, sealer=None):
+def read_chunks(stream):
     """Chunks of one file from a record stream, up to its empty end record."""
     while True:
         (length,) = _LENGTH.unpack(_read_exact(stream, 4))
-        if length > MAX_CHUNK + TAG or (sealer and length < TAG):
+        if length > MAX_CHUNK:
             raise WireError("record of %d bytes is out of bounds" % length)
         data = _read_exact(stream, length)
-        if sealer:
-            data = sealer.open(data)
         if not data:
             return
         yield data
@@ -153,45 +116,37 @@ def _answer(readline):
     return message
 
 
-def send(bundle_dir, manifest, write, readline, compress="none", probe=False, data_host=None, timeout=30):
-    """Run the sending side over a control channel (``write`` bytes, ``readline`` -> bytes).
+def await_ready(readline):
+    """The receiver's first line: the session is established and the forced command runs."""
+    line = readline()
+    try:
+        ready = json.loads(line).get("ready") if line else None
+    except (ValueError, AttributeError):
+        ready = None
+    if ready is not True:
+        raise WireError("the target did not start the receiver%s" % (": %r" % line[:200] if line else ""))
 
-    With ``data_host``, offers the encrypted TCP data path to that address. Returns
-    {"have", "sent_bytes", "data_path"}.
+
+def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
+    """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes).
+
+    Returns {"have", "sent_bytes", "data_path"}.
     """
-    key = os.urandom(16) if data_host and AESGCM and not probe else None
-    write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe,
-                      "data_key": key.hex() if key else None}).encode() + b"\n")
+    write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe}).encode() + b"\n")
     answer = _answer(readline)
     if answer["have"] or probe:
         return {"have": answer["have"], "sent_bytes": 0, "data_path": None}
-    data = None
-    if key and answer.get("data_port"):
-        try:
-            data = socket.create_connection((data_host, int(answer["data_port"])), timeout=5)
-        except OSError:
-            data = None  # a firewall between the hosts: the SSH channel carries the data
-    sealer = Sealer(key) if data else None
-    out = data.sendall if data else write
     sent = 0
     try:
-        if data:
-            data.settimeout(timeout)
         for entry in manifest["files"]:
             for chunk in with_end_mark(file_chunks(os.path.join(bundle_dir, entry["name"]), compress)):
-                payload = sealer.seal(chunk) if sealer else chunk
-                out(_LENGTH.pack(len(payload)))  # apart from the payload, which is not copied again
-                out(payload)
-                sent += 4 + len(payload)
-        if data:
-            data.shutdown(socket.SHUT_WR)
+                write(_LENGTH.pack(len(chunk)))  # apart from the payload, which is not copied again
+                write(chunk)
+                sent += 4 + len(chunk)
     except OSError:
         # The receiver hung up: its reply says why.
         _answer(readline)
         raise
-    finally:
-        if data:
-            data.close()
     answer = _answer(readline)
     return {"have": False, "sent_bytes": sent, "data_path": answer.get("data_path")}
 
@@ -275,46 +230,9 @@ def _receive_file(chunks, path, entry, compress):
     return received
 
 
-def _ssh_connection():
-    """(client address, server address) of the SSH session running this program, if any."""
-    parts = os.environ.get("SSH_CONNECTION", "").split()
-    return (parts[0], parts[2]) if len(parts) == 4 else (None, None)
-
-
-def _listen(key_hex):
-    """A listener for the data path on the address the sender reached over SSH, or None."""
-    client, server = _ssh_connection()
-    if not (key_hex and AESGCM and server):
-        return None
-    try:
-        listener = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind((server, 0))
-        listener.listen(4)
-        return listener
-    except OSError:
-        return None
-
-
-def _data_stream(control, listener, timeout):
-    """Where the records come from: the sender's TCP connection when it makes one, else the channel."""
-    if listener is None:
-        return control, "ssh"
-    client = _ssh_connection()[0]
-    while True:
-        ready = select.select([control, listener], [], [], timeout)[0]
-        if not ready:
-            raise WireError("no data arrived within %d s" % timeout)
-        if listener not in ready:
-            return control, "ssh"
-        conn, peer = listener.accept()
-        if peer[0] == client:  # anyone else is not the sender; the record keys would refuse it anyway
-            conn.settimeout(timeout)
-            return conn.makefile("rb"), "tcp"
-        conn.close()
-
-
-def receive(images_dir, checkpoint_id, control, reply, timeout=300):
+def receive(images_dir, checkpoint_id, control, reply):
     """Receive one bundle; returns the reply dict that was sent last."""
+    reply({"ready": True})
     if not valid_id(checkpoint_id):
         raise WireError("invalid checkpoint id")
     header = json.loads(control.readline(MAX_HEADER) or b"null")
@@ -326,8 +244,7 @@ def receive(images_dir, checkpoint_id, control, reply, timeout=300):
         raise WireError("unknown compression %r" % (compress,))
     final = os.path.join(images_dir, checkpoint_id)
     have = _complete(final, manifest)
-    listener = None if have or header.get("probe") else _listen(header.get("data_key"))
-    reply({"have": have, "data_port": listener.getsockname()[1] if listener else None})
+    reply({"have": have})
     if have or header.get("probe"):
         return {"have": have}
     partial = os.path.join(images_dir, ".partial-" + checkpoint_id)
@@ -336,12 +253,8 @@ def receive(images_dir, checkpoint_id, control, reply, timeout=300):
     os.makedirs(partial, mode=0o700)
     received = 0
     try:
-        stream, data_path = _data_stream(control, listener, timeout)
-        if listener:
-            listener.close()
-        sealer = Sealer(bytes.fromhex(header["data_key"])) if data_path == "tcp" else None
         for entry in manifest["files"]:
-            chunks = read_chunks(stream, sealer)
+            chunks = read_chunks(control)
             received += _receive_file(chunks, os.path.join(partial, entry["name"]), entry, compress)
         with open(os.open(os.path.join(partial, "manifest.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
                   "w", encoding="utf-8") as handle:
@@ -352,7 +265,7 @@ def receive(images_dir, checkpoint_id, control, reply, timeout=300):
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    result = {"ok": True, "bytes": received, "data_path": data_path}
+    result = {"ok": True, "bytes": received, "data_path": "ssh"}
     reply(result)
     return result
 
@@ -379,6 +292,7 @@ def main(argv=None):
             if not valid_id(checkpoint_id):
                 raise WireError("invalid checkpoint id")
             options = json.loads(control.readline(MAX_HEADER) or b"{}")
+            await_ready(control.readline)  # the receiver's, relayed by the controller
             bundle_dir = os.path.join(images_dir, checkpoint_id)
             with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as handle:
                 manifest = json.load(handle)

@@ -124,7 +124,7 @@ options:
         type: int
         default: 22
       user:
-        description: The login user.
+        description: The target's login user, for whom M(ferry.migrate.transfer_access) authorised the key.
         type: str
         default: root
       private_key:
@@ -226,22 +226,20 @@ import os
 import socket
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _transport
 
 
 def _sender(module, send):
-    """The SSH connection to the target, made before the container freezes: it is not part of the downtime."""
-    if not _transport.HAS_PARAMIKO:
-        module.fail_json(msg=missing_required_lib("paramiko") + " (send: this module delivers the bundle itself)")
+    """The SSH session to the target's receiver, up before the container freezes: not part of the downtime."""
     try:
-        pins = _transport.pinned_keys(send["target"], send["port"], send["host_keys"], None)
-        pkey = _transport.load_private_key(send["private_key"])
-        return _transport.connect(send["target"], send["port"], send["user"], pkey, pins, send["timeout"])
-    except (_transport.TransportError, _transport.paramiko.SSHException, OSError, ValueError) as exc:
-        module.fail_json(msg="send: cannot reach %s: %s" % (send["target"], exc), phase="checkpoint")
-    return None
+        channel = _transport.Channel(send["target"], send["port"], send["user"], "ferry-receive", send["timeout"],
+                                     private_key=send["private_key"], host_keys=send["host_keys"])
+        channel.ready()
+    except (_transport.TransportError, OSError) as exc:
+        module.fail_json(msg="send: %s" % exc, phase="checkpoint")
+    return channel
 
 
 def main():
@@ -329,15 +327,13 @@ def main():
 
     # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
     # trips out of the downtime; the target's restore is already waiting for it.
-    transport = _sender(module, params["send"]) if params["send"] else None
-    receiver = _transport.open_receiver(transport, params["send"]["timeout"]) if transport else None
+    receiver = _sender(module, params["send"]) if params["send"] else None
     if method == "post_copy":
         def post_dump(fields):
             """The tree is frozen and every image but its lazy pages written: deliver them now."""
             try:
                 finished["manifest"] = finalise(fields)
-                finished["sent"] = _transport.send_bundle(transport, path, finished["manifest"],
-                                                          timeout=params["send"]["timeout"], channel=receiver)
+                finished["sent"] = _transport.send_bundle(receiver, path, finished["manifest"])
             except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
                 finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
                 return False  # CRIU resumes the tree here
@@ -366,19 +362,18 @@ def main():
         if method == "post_copy":
             manifest, link = finished["manifest"], fields.get("page_link")
             fields = None  # the tree ended with its last page served: nothing to resume
-            transport.close()
             module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest),
                              seconds=seconds, sent=finished["sent"], pages_done_at=_engines.now(), page_link=link)
         manifest = finalise(fields)
         bundle_dir, sent = path, None
-        if transport:
+        if receiver:
             try:
-                sent = _transport.send_bundle(transport, path, manifest, timeout=params["send"]["timeout"], channel=receiver)
+                sent = _transport.send_bundle(receiver, path, manifest)
             except _transport.TransportError as exc:
                 raise _engines.EngineError("sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)) from exc
-            finally:
-                transport.close()
     except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
+        if receiver:
+            receiver.kill()  # the target's receiver sees the session end; the one-time key leaves this host
         resumed = ""
         if fields is not None and not params["leave_running"]:
             # Stopped, but no rollback will come for a checkpoint that failed: it runs again here, now.

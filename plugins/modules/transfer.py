@@ -10,14 +10,17 @@ module: transfer
 short_description: Send a checkpoint bundle from this host to the target host over SSH
 version_added: 0.1.0
 description:
-  - Runs on the source host. Streams the bundle C(<images_dir>/<checkpoint_id>) to O(target) with
-    paramiko, not through the controller.
-  - The SSH channel authenticates both ends and carries a per-transfer AES-128-GCM key; the bytes then
-    flow over a second TCP connection to the target, sealed with that key, because SSH in Python is
-    slower than C(scp). Where a firewall refuses that connection, the SSH channel carries the bytes.
+  - Runs on the source host. Streams the bundle C(<images_dir>/<checkpoint_id>) to O(target) through
+    the OpenSSH client (C(ssh)), not through the controller. OpenSSH encrypts and authenticates; the
+    one-time key's forced command on the target receives the bundle.
+  - Connection details come from the inventory, as M(ansible.posix.synchronize) takes them - when
+    O(target) (or O(source_address)) is an inventory host name, its address, SSH port and login user
+    are those Ansible uses for it (lookup P(ferry.migrate.host_connection#lookup)), unless given here.
   - With O(route=controller), for hosts that cannot reach each other, the controller connects to both
-    and relays the bytes through its memory (never its disk); the source needs a sending grant from
-    M(ferry.migrate.transfer_access) with O(ferry.migrate.transfer_access#module:direction=send).
+    and relays the bytes through its memory (never its disk), with each host's SSH options from the
+    inventory as well (C(ansible_ssh_common_args), C(ansible_ssh_extra_args): a jump host applies).
+    The source needs a sending grant from M(ferry.migrate.transfer_access) with
+    O(ferry.migrate.transfer_access#module:direction=send).
   - The target's host key must be one of O(host_keys) or be listed for it in O(known_hosts_file);
     unknown keys are refused (no trust on first use).
   - The receiving end (see M(ferry.migrate.transfer_access)) verifies every file's size and SHA-256
@@ -27,24 +30,33 @@ description:
   - The bundle is verified here before sending.
 author: Ferry developers (@ferry-migrate)
 requirements:
-  - paramiko on the source host (3.0 or newer for AES-GCM, which is the fastest cipher)
+  - OpenSSH client 8.2 or newer on the source host (on the controller with O(route=controller))
 options:
   checkpoint_id:
     description: Name of the bundle in O(images_dir).
     type: str
     required: true
   target:
-    description: Address of the target host.
+    description: Address of the target host, or its inventory name (then the inventory gives the address, port and user).
     type: str
     required: true
   port:
-    description: SSH port of the target.
+    description: SSH port of the target; default, the inventory's for an inventory host, else 22.
     type: int
     default: 22
   user:
-    description: Login user on the target.
+    description:
+      - Login user on the target, for whom the one-time key was authorised; default, the inventory's
+        login user for an inventory host, else root.
+      - Need not be root. M(ferry.migrate.transfer_access) lets that user's key run the receiver with
+        the privilege it needs and nothing else.
     type: str
     default: root
+  ssh_args:
+    description: Further OpenSSH client arguments for the connection to the target (with O(route=controller), the inventory's).
+    type: list
+    elements: str
+    default: []
   private_key:
     description: OpenSSH private key, as text. Never logged.
     type: str
@@ -77,6 +89,15 @@ options:
     description: SSH port of the source, with O(route=controller).
     type: int
     default: 22
+  source_user:
+    description: Login user on the source, with O(route=controller).
+    type: str
+    default: root
+  source_ssh_args:
+    description: Further OpenSSH client arguments for the connection to the source, with O(route=controller).
+    type: list
+    elements: str
+    default: []
   source_host_keys:
     description: The source's host public keys, with O(route=controller).
     type: list
@@ -100,10 +121,10 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Send a checkpoint from node1 to node2 with a one-time key
+- name: Send a checkpoint from node1 to node2 with a one-time key (node2's address, port and user from the inventory)
   ferry.migrate.transfer:
     checkpoint_id: redis-1
-    target: 10.199.0.12
+    target: node2
     private_key: "{{ transfer_key.private_key }}"
     host_keys: "{{ access.host_keys }}"
   delegate_to: node1
@@ -119,9 +140,9 @@ EXAMPLES = r"""
   ferry.migrate.transfer:
     checkpoint_id: redis-1
     route: controller
-    source_address: 10.199.0.11
+    source_address: node1
     source_host_keys: "{{ source_access.host_keys }}"
-    target: 10.199.0.12
+    target: node2
     private_key: "{{ transfer_key.private_key }}"
     host_keys: "{{ access.host_keys }}"
   delegate_to: node1
@@ -144,14 +165,10 @@ throughput_mib_s:
   description: Bundle MiB per second of transfer; null when nothing was sent.
   returned: always
   type: float
-cipher:
-  description: The SSH cipher negotiated with the target.
-  returned: always
-  type: str
 data_path:
   description:
     - How the bytes travelled; null when nothing was sent.
-    - V(tcp) is the sealed direct connection, V(ssh) the SSH channel, V(controller) the relay.
+    - V(ssh) is the SSH session from the source, V(controller) the relay.
   returned: always
   type: str
 phase:
@@ -160,9 +177,7 @@ phase:
   type: str
 """
 
-import socket
-
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _engines, _transport
 
@@ -173,24 +188,19 @@ def main():
     if params["route"] == "controller":
         module.fail_json(msg="route=controller is handled on the controller by the action plugin ferry.migrate.transfer; "
                              "call the module by that name")
-    if not _transport.HAS_PARAMIKO:
-        module.fail_json(msg=missing_required_lib("paramiko"), exception=str(_transport.PARAMIKO_IMPORT_ERROR))
     problem = _transport.check_params(params)
     if problem:
         module.fail_json(msg=problem)
     path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
     try:
-        pins = _transport.pinned_keys(params["target"], params["port"], params["host_keys"], params["known_hosts_file"])
-        pkey = _transport.load_private_key(params["private_key"], params["private_key_file"])
-        transport = _transport.connect(params["target"], params["port"], params["user"], pkey, pins, params["timeout"])
-        try:
-            cipher = transport.remote_cipher
-            sent = _transport.send_bundle(transport, path, manifest, params["compress"], module.check_mode, params["timeout"])
-        finally:
-            transport.close()
-    except (_transport.TransportError, _transport.paramiko.SSHException, socket.error, ValueError) as exc:
+        channel = _transport.Channel(params["target"], params["port"], params["user"], "ferry-receive", params["timeout"],
+                                     private_key=params["private_key"], private_key_file=params["private_key_file"],
+                                     host_keys=params["host_keys"], known_hosts_file=params["known_hosts_file"],
+                                     ssh_args=params["ssh_args"])
+        sent = _transport.send_bundle(channel, path, manifest, params["compress"], module.check_mode)
+    except (_transport.TransportError, OSError) as exc:
         _engines.fail(module, "transfer", exc)
-    module.exit_json(**_transport.summary(sent, _bundle.total_bytes(manifest), cipher, module.check_mode))
+    module.exit_json(**_transport.summary(sent, _bundle.total_bytes(manifest), module.check_mode))
 
 
 if __name__ == "__main__":

@@ -10,15 +10,20 @@ module: transfer_access
 short_description: Let one peer deliver (or fetch) one checkpoint on this host, once
 version_added: 0.1.0
 description:
-  - Runs on the target of a migration. With O(state=present), authorises O(public_key) for root's SSH
-    login restricted to connections from O(source_address), with no terminal, no forwarding and a
-    forced command that can only receive the bundle O(checkpoint_id) into O(images_dir) (it verifies
-    every file's size and SHA-256 and makes the bundle appear atomically).
+  - Runs on the target of a migration. With O(state=present), authorises O(public_key) for the SSH
+    login of O(user), restricted to connections from O(source_address), with no terminal, no forwarding
+    and a forced command that can only receive the bundle O(checkpoint_id) into O(images_dir) (it
+    verifies every file's size and SHA-256 and makes the bundle appear atomically).
+  - O(user) is the login user Ansible itself uses for this host; root logins need not be enabled. For
+    a user other than root, the forced command runs the receiver through C(sudo -n), and a sudoers
+    drop-in C(/etc/sudoers.d/zz-ferry-<digest>) (read last, so that no broader rule asking for a password overrides it) lets that user run exactly that one command as root,
+    without a password (checked with C(visudo) before it takes effect). Both go with O(state=absent).
   - With O(direction=send), runs on the source instead and the forced command can only hand out that
     bundle, for a transfer relayed by the controller (P(ferry.migrate.transfer#module) with
     O(ferry.migrate.transfer#module:route=controller)).
   - Returns this host's SSH host public keys, read from the host itself, so the source can pin them.
   - With O(state=absent), removes the authorisation (and the program once no authorisation is left).
+  - Diff mode is not supported; check mode reports whether the grant, the sudoers rule or the program would change.
   - No standing trust between hosts is needed; the migrate role mints a key pair per migration with
     lookup P(ferry.migrate.transfer_keypair#lookup) and removes its authorisation afterwards.
 author: Ferry developers (@ferry-migrate)
@@ -43,13 +48,17 @@ options:
   source_address:
     description:
       - IP address the peer connects from; connections from anywhere else are refused.
-      - Default, the address of the SSH connection this module runs over, that is the controller's,
-        which is the peer of a relayed transfer. Give the source host's address for a direct one.
+      - Default, the client address of the SSH connection this module runs over (through C(become)
+        too), which is the peer of a relayed transfer - the controller, or the jump host it comes
+        through. Give the source host's address for a direct one.
     type: str
+  user:
+    description: The login user the peer connects as (the inventory's C(ansible_user) for this host).
+    type: str
+    default: root
   authorized_keys:
-    description: The authorized_keys file of the login user.
+    description: The authorized_keys file of O(user); default, C(~/.ssh/authorized_keys) in its home.
     type: path
-    default: /root/.ssh/authorized_keys
   expires_in:
     description:
       - Seconds after which sshd refuses the key even if it was never removed (OpenSSH C(expiry-time)).
@@ -100,28 +109,55 @@ program:
 
 import fcntl
 import glob
+import hashlib
 import io
 import ipaddress
 import os
 import pkgutil
+import pwd
 import re
+import shutil
+import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _transport
 # Imported so that Ansible ships it with this module: it is installed on this host as the forced command.
 from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}\Z")
 MARK = "ferry-transfer:"
 _EXPIRY = re.compile(r'expiry-time="[0-9]+Z",')
+SUDOERS_DIR = "/etc/sudoers.d"
 
 
-def grant_line(public_key, source_address, python, program, direction, images_dir, checkpoint_id, expires_at):
+def forced_command(python, program, direction, images_dir, checkpoint_id, user):
+    """What the key may run: the wire program for one bundle; through sudo for a login user that is not root."""
     command = "%s %s %s %s %s" % (python, program, direction, images_dir, checkpoint_id)
+    return command if user == "root" else "sudo -n " + command
+
+
+def grant_line(public_key, source_address, command, checkpoint_id, expires_at):
     expiry = time.strftime("%Y%m%d%H%MZ", time.gmtime(expires_at))
     return 'from="%s",restrict,expiry-time="%s",command="%s" %s %s%s' % (source_address, expiry, command, public_key, MARK, checkpoint_id)
+
+
+def sudoers_rule(user, command, checkpoint_id):
+    """A sudoers drop-in letting ``user`` run exactly the receiver (or sender) of one checkpoint as root.
+
+    Every token is [A-Za-z0-9_./-] (checked by the caller): nothing in it is sudoers syntax.
+    """
+    alias = "FERRY_" + hashlib.sha256(checkpoint_id.encode()).hexdigest()[:16].upper()
+    return ("# Ferry: %s may run the transfer of checkpoint %s as root, with its one-time SSH key; removed with the grant.\n"
+            "Cmnd_Alias %s = %s\nDefaults!%s !requiretty\n%s ALL = (root) NOPASSWD: %s\n"
+            % (user, checkpoint_id, alias, command[len("sudo -n "):], alias, user, alias))
+
+
+def sudoers_path(checkpoint_id):
+    # sudo skips drop-ins whose name has a dot: a checkpoint id may have one, a digest has none. The last
+    # rule that matches wins, and drop-ins are read in the order of their names: this one comes last.
+    return os.path.join(SUDOERS_DIR, "zz-ferry-" + hashlib.sha256(checkpoint_id.encode()).hexdigest()[:16])
 
 
 def _without_expiry(line):
@@ -138,11 +174,35 @@ def host_keys():
     return keys
 
 
-def update_authorized_keys(path, checkpoint_id, wanted, check_mode):
+def ssh_client_address():
+    """The client address of the SSH session this module runs under.
+
+    ``become`` (sudo, su) clears SSH_CONNECTION from the environment, so the processes above this one,
+    up to the login shell that sshd started, are asked too.
+    """
+    pid = os.getpid()
+    while pid > 1:
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as handle:
+                environ = handle.read().split(b"\0")
+            with open("/proc/%d/stat" % pid, "rb") as handle:
+                parent = int(handle.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        for item in environ:
+            if item.startswith(b"SSH_CONNECTION="):
+                parts = item.split(b"=", 1)[1].decode("ascii", "replace").split()
+                return parts[0] if len(parts) == 4 else None
+        pid = parent
+    return None
+
+
+def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None):
     """Replace this checkpoint's grant by ``wanted`` (None removes it).
 
     Returns (changed, whether any Ferry grant remains). Concurrent migrations to this host edit the
-    same file, so the edit holds an exclusive lock.
+    same file, so the edit holds an exclusive lock. ``owner`` (a pwd entry) owns a file or directory
+    made here: sshd refuses keys in files that their user does not own.
     """
     def edit(lines):
         mine = [line for line in lines if line.endswith(" " + MARK + checkpoint_id)]
@@ -151,11 +211,18 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode):
         kept = [line for line in lines if line not in mine] + ([wanted] if wanted else [])
         return kept, kept != lines, any(MARK in line for line in kept)
 
-    if check_mode:
+    if check_mode or (not wanted and not os.path.exists(path)):
         with open(path, encoding="utf-8") if os.path.exists(path) else io.StringIO() as handle:
             return edit(handle.read().splitlines())[1:]
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    with open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+", encoding="utf-8") as handle:
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        if owner:
+            os.chown(directory, owner.pw_uid, owner.pw_gid)
+    created = not os.path.exists(path)
+    with open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600), "r+", encoding="utf-8") as handle:
+        if created and owner:
+            os.fchown(handle.fileno(), owner.pw_uid, owner.pw_gid)
         fcntl.flock(handle, fcntl.LOCK_EX)
         kept, changed, others = edit(handle.read().splitlines())
         if changed:
@@ -163,6 +230,33 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode):
             handle.truncate()
             handle.write("".join(line + "\n" for line in kept))
     return changed, others
+
+
+def update_sudoers(checkpoint_id, wanted, check_mode):
+    """Write (or, with None, remove) this checkpoint's sudoers drop-in; returns whether it changed."""
+    path = sudoers_path(checkpoint_id)
+    current = None
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            current = handle.read()
+    if current == wanted:
+        return False
+    if check_mode:
+        return True
+    if wanted is None:
+        os.unlink(path)
+        return True
+    temporary = path + ".new"  # sudo ignores names with a dot while this is being written
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440), "w", encoding="utf-8") as handle:
+        handle.write(wanted)
+    visudo = shutil.which("visudo", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    if visudo:
+        check = subprocess.run([visudo, "-c", "-q", "-f", temporary], capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            os.unlink(temporary)
+            raise OSError("visudo refused the rule for %s: %s" % (checkpoint_id, (check.stderr or check.stdout).strip()))
+    os.replace(temporary, path)
+    return True
 
 
 def main():
@@ -174,7 +268,8 @@ def main():
             direction=dict(type="str", choices=["receive", "send"], default="receive"),
             source_address=dict(type="str"),
             images_dir=dict(type="path", default="/var/lib/ferry"),
-            authorized_keys=dict(type="path", default="/root/.ssh/authorized_keys"),
+            user=dict(type="str", default="root"),
+            authorized_keys=dict(type="path"),
             python=dict(type="path", default="/usr/bin/python3"),
             expires_in=dict(type="int", default=3600),
         ),
@@ -188,16 +283,27 @@ def main():
         module.fail_json(msg="checkpoint_id: %s" % exc)
     # Both paths go into the key's forced command: nothing there may be read as sshd syntax.
     for name in ("images_dir", "python"):
-        if not re.match(r"^/[A-Za-z0-9_./-]+\Z", params[name]) or ".." in params[name].split("/"):
+        if not _transport.valid_command_path(params[name]):
             module.fail_json(msg="%s must be an absolute path of [A-Za-z0-9_./-], not %r" % (name, params[name]))
+    user = params["user"]
+    if not _transport.valid_user(user):
+        module.fail_json(msg="user must be a login name (letters, digits, '_.-'), not %r" % (user,))
+    try:
+        owner = pwd.getpwnam(user)
+    except KeyError:
+        module.fail_json(msg="user %s does not exist on this host" % user)
+    if user != "root" and params["state"] == "present" and not shutil.which("sudo", path="/usr/bin:/bin:/usr/sbin:/sbin"):
+        module.fail_json(msg="user %s is not root, and this host has no sudo to run the transfer as root with" % user)
+    authorized_keys = params["authorized_keys"] or os.path.join(owner.pw_dir, ".ssh", "authorized_keys")
     images_dir = params["images_dir"]
     program = os.path.join(images_dir, ".ferry-wire.py")
-    wanted = None
+    command = forced_command(params["python"], program, params["direction"], images_dir, checkpoint_id, user)
+    wanted = rule = None
     if params["state"] == "present":
         public_key = " ".join(params["public_key"].split()[:2])
         if not _PUBLIC_KEY.match(public_key):
             module.fail_json(msg="public_key must be an OpenSSH public key such as 'ssh-ed25519 AAAA...'")
-        address = params["source_address"] or os.environ.get("SSH_CONNECTION", "").split(" ")[0]
+        address = params["source_address"] or ssh_client_address()
         if not address:
             module.fail_json(msg="source_address is required: this module does not run over SSH, so the controller's address is unknown")
         try:
@@ -206,23 +312,30 @@ def main():
             module.fail_json(msg="source_address must be an IP address, not %r" % address)
         if params["expires_in"] < 60:
             module.fail_json(msg="expires_in must be at least 60 seconds, not %d" % params["expires_in"])
-        wanted = grant_line(public_key, source, params["python"], program, params["direction"], images_dir, checkpoint_id,
-                            time.time() + params["expires_in"])
+        wanted = grant_line(public_key, source, command, checkpoint_id, time.time() + params["expires_in"])
+        rule = sudoers_rule(user, command, checkpoint_id) if user != "root" else None
 
-    changed, others = update_authorized_keys(params["authorized_keys"], checkpoint_id, wanted, module.check_mode)
+    try:
+        # The privilege first, the key that uses it last; on removal the key goes first.
+        changed = update_sudoers(checkpoint_id, rule, module.check_mode) if rule else False
+        changed_keys, others = update_authorized_keys(authorized_keys, checkpoint_id, wanted, module.check_mode, owner)
+        if not rule:
+            changed = update_sudoers(checkpoint_id, None, module.check_mode) or changed
+    except OSError as exc:
+        module.fail_json(msg="cannot write the grant for %s: %s" % (checkpoint_id, exc))
+    changed = changed or changed_keys
 
     code = pkgutil.get_data(_wire.__name__.rsplit(".", 1)[0], "_wire.py")
-    if not module.check_mode:
-        _bundle.make_private_dir(images_dir)
-        if others:
-            current = open(program, "rb").read() if os.path.exists(program) else None
-            if current != code:
-                with open(os.open(program + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
-                    out.write(code)
-                os.replace(program + ".tmp", program)
-                changed = True
-        elif os.path.exists(program):
-            os.unlink(program)
+    current = open(program, "rb").read() if os.path.exists(program) else None
+    if others and current != code:
+        changed = True
+        if not module.check_mode:
+            _bundle.make_private_dir(images_dir)
+            with open(os.open(program + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
+                out.write(code)
+            os.replace(program + ".tmp", program)
+    elif not others and current is not None and not module.check_mode:
+        os.unlink(program)
     result = dict(changed=changed, program=program)
     if params["state"] == "present":
         result["host_keys"] = host_keys()

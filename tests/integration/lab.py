@@ -12,11 +12,20 @@ BIN = os.path.dirname(sys.executable)
 # FERRY_LAB_DIR=/var/lib/ferry-lab-b FERRY_LAB_NET=10.198.0 FERRY_LAB_PREFIX=ferryb pytest ...
 LAB = os.environ.get("FERRY_LAB_DIR", "/var/lib/ferry-lab")
 NET = os.environ.get("FERRY_LAB_NET", "10.199.0")
-# Every lab host also runs its own Docker daemon, for the docker engine's tests.
-LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": True}
+# Every lab host also runs its own Docker daemon, for the docker engine's tests. The fleet is a realistic
+# one: Ansible logs in as a user that is not root and becomes root with sudo and a password, node2's sshd
+# listens on port 2222, node3 is reached through node1 as a jump host, and no ansible_connection is set.
+FLEET = os.environ.get("FERRY_LAB_FLEET", "realistic")
+LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": True,
+            "lab_fleet": FLEET}
+OPS_USER = "ferryops" if FLEET == "realistic" else "root"
+# The login user's authorized_keys, where one-time transfer keys are granted.
+GRANTS = "/home/ferryops/.ssh/authorized_keys" if FLEET == "realistic" else "/root/.ssh/authorized_keys"
 INVENTORY = LAB + "/inventory.yml"
 FABRIC = LAB_VARS["lab_prefix"] + "-fabric"  # the namespace holding the lab's bridge and host ports
 ADDRESS = {"node%d" % i: "%s.%d" % (NET, 10 + i) for i in range(1, 9)}
+PORT = {"node%d" % i: 2222 if FLEET == "realistic" and i == 2 else 22 for i in range(1, 9)}
+HARNESS = NET + ".2"  # the harness logs in as root from its own address, the one the realistic fleet lets root in from
 FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "files")
 
 
@@ -60,10 +69,15 @@ def recap(stdout):
     return hosts
 
 
+def ssh_argv(host, *options):
+    """The harness's own SSH to a lab host: root, from the harness's address, host key verified."""
+    return ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-b", HARNESS, "-p", str(PORT[host]),
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"] + list(options) + ["root@" + ADDRESS[host]]
+
+
 def ssh(host, command, check=True):
     proc = subprocess.run(
-        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts",
-         "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "root@" + ADDRESS[host], command],
+        ssh_argv(host) + [command],
         capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError("%s: %s exited %d: %s" % (host, command, proc.returncode, proc.stderr))
@@ -104,7 +118,8 @@ RESET = ("podman rm --force --time 0 --all >/dev/null; "
          "for f in /run/ferry/trees/*.addresses; do [ -e \"$f\" ] && ip addr del $(cat \"$f\") dev eth0 2>/dev/null; rm -f \"$f\"; done; "
          "for c in INPUT OUTPUT; do iptables -w -S $c | grep -e 0xc114 -e '/32 -j DROP' | sed 's/^-A/-D/' | xargs -r -L1 iptables -w; done; "
          "for f in /var/lib/ferry/.link-*.json; do [ -e \"$f\" ] && kill -9 $(sed 's/.*\"pid\": \\([0-9]*\\).*/\\1/' \"$f\") 2>/dev/null; done; "
-         "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' /root/.ssh/authorized_keys 2>/dev/null; true")
+         "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' %s 2>/dev/null; rm -f /etc/sudoers.d/zz-ferry-????????????????; true"
+         % GRANTS)
 COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox:lab "
            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
 

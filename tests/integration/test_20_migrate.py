@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import ADDRESS, FABRIC, FILES, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
+from lab import ADDRESS, FABRIC, FILES, GRANTS, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,8 @@ def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
     assert count("node2") > before
     assert containers("node1") == [] and containers("node2") == ["counter running"]
     assert images_dir("node1") == "" and images_dir("node2") == ""
-    assert "ferry-transfer" not in ssh("node1", "cat /root/.ssh/authorized_keys; echo") + ssh("node2", "cat /root/.ssh/authorized_keys; echo")
+    assert "ferry-transfer" not in ssh("node1", "cat %s; echo" % GRANTS) + ssh("node2", "cat %s; echo" % GRANTS)
+    assert ssh("node2", "ls /etc/sudoers.d") == ssh("node1", "ls /etc/sudoers.d")  # the one-time sudo rules went with the keys
 
 
 def test_redis_keeps_every_key(clean):
@@ -148,7 +149,7 @@ def test_target_unreachable_after_checkpoint_rolls_back(clean):
     assert containers("node1") == ["counter running"] and count("node1") >= before
     time.sleep(2)
     assert images_dir("node1") == ""
-    assert "expiry-time=" in ssh("node2", "grep ferry-transfer: /root/.ssh/authorized_keys")
+    assert "expiry-time=" in ssh("node2", "grep ferry-transfer: %s" % GRANTS)
 
 
 def test_server_with_a_connection_it_has_not_accepted_yet(clean):

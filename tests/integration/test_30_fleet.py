@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import BIN, INVENTORY, ROOT, _env, count, images_dir, playbook, recap, redis_mget, ssh, start_counter, start_redis, where
+from lab import BIN, GRANTS, INVENTORY, ROOT, _env, count, images_dir, playbook, recap, redis_mget, ssh, start_counter, start_redis, where
 
 pytestmark = pytest.mark.integration
 NODES = ["node1", "node2", "node3", "node4"]
@@ -37,7 +37,7 @@ def check_state_carried(state):
             assert count(node, name) > state[name], "%s was reset" % name
     for node in NODES:
         assert images_dir(node) in ("", ".cordoned"), "checkpoint images left on %s" % node
-        assert "ferry-transfer" not in ssh(node, "cat /root/.ssh/authorized_keys 2>/dev/null; echo")
+        assert "ferry-transfer" not in ssh(node, "cat %s 2>/dev/null; echo" % GRANTS)
     return placed
 
 

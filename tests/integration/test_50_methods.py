@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import ADDRESS, LAB, NET, count, images_dir, memory_state, memory_tree, migrate, ssh, start_counter
+from lab import ADDRESS, NET, count, images_dir, memory_state, memory_tree, migrate, ssh, ssh_argv, start_counter
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +120,7 @@ def iptables_locks(node):
 def stream_client(address, seconds):
     """ferry_stream.py's client on node3, holding one connection to ``address``:7400 for ``seconds``."""
     client = subprocess.Popen(
-        ["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts", "-o", "BatchMode=yes",
-         "root@" + ADDRESS["node3"], "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 %d" % (address, seconds)],
+        ssh_argv("node3") + ["python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 %d" % (address, seconds)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3)
     return client

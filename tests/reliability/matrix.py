@@ -16,7 +16,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from lab import ADDRESS, BIN, COUNTER, FABRIC, INVENTORY, LAB, RESET, ROOT, _env, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from lab import BIN, COUNTER, FABRIC, GRANTS, INVENTORY, RESET, ROOT, _env, count, playbook, ssh, ssh_argv, where  # noqa: E402  pylint: disable=wrong-import-position
 
 NODES = ["node1", "node2", "node3", "node4"]
 FAULTS_DIR = os.path.join(HERE, "faults")
@@ -42,9 +42,7 @@ def links_up():
         subprocess.run(["ip", "-n", FABRIC, "link", "set", "n" + node[4:], "up"], check=False)
     for node in NODES:
         for _attempt in range(30):
-            if subprocess.run(["ssh", "-i", LAB + "/id_ed25519", "-o", "UserKnownHostsFile=" + LAB + "/known_hosts",
-                               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
-                               "root@" + ADDRESS[node], "true"],
+            if subprocess.run(ssh_argv(node, "-o", "ConnectTimeout=2") + ["true"],
                               capture_output=True, check=False).returncode == 0:
                 break
             time.sleep(0.5)
@@ -86,8 +84,8 @@ def check(before, expect_phase=None, expect_cause=None, output="", unreachable=N
     if last < before["acked"] or missing:
         raise Broken("acknowledged writes lost: %d of 0..%d missing (acked before: %d)" % (missing, last, before["acked"]))
     for host in NODES:
-        left = ssh(host, "ls -A /var/lib/ferry; grep -c ferry-transfer: /root/.ssh/authorized_keys 2>/dev/null; true").split()
-        if host == unreachable and ssh(host, "grep ferry-transfer: /root/.ssh/authorized_keys | grep -vc expiry-time=; true") == "0":
+        left = ssh(host, "ls -A /var/lib/ferry; grep -c ferry-transfer: %s 2>/dev/null; true" % GRANTS).split()
+        if host == unreachable and ssh(host, "grep ferry-transfer: %s | grep -vc expiry-time=; true" % GRANTS) == "0":
             left = [x for x in left if x not in (".ferry-wire.py", "1")]
         if [x for x in left if x not in ("0", ".cordoned")]:
             raise Broken("left on %s: %s" % (host, left))
