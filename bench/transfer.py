@@ -68,9 +68,9 @@ def main():
         "`python bench/transfer.py %d` on %s: a %d MiB bundle of random bytes (incompressible, like most process\n"
         "memory) sent node1 -> node2 over the lab fabric (veth pairs on a bridge, one machine, 2 cores), %d runs\n"
         "each, scp measured in the same run as the baseline. Ferry's time includes connecting, the host-key\n"
-        "check and the target verifying every byte's SHA-256 before the bundle appears. Data path `tcp` is the\n"
-        "AES-128-GCM-sealed connection keyed over SSH; `controller` is the relay for hosts that cannot reach\n"
-        "each other (two paramiko SSH sessions in the controller's one process).\n\n%s\n"
+        "check and the target verifying every byte's SHA-256 before the bundle appears. Data path `ssh` is the\n"
+        "OpenSSH session from the source (the one-time key's forced command receives); `controller` is the relay for hosts that cannot reach\n"
+        "each other (two OpenSSH sessions pumped by the controller).\n\n%s\n"
     ) % (SIZE_MIB, time.strftime("%Y-%m-%d"), SIZE_MIB, RUNS, table))
 
 

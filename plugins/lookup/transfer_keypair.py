@@ -16,7 +16,7 @@ description:
     never logged. Store the result with C(no_log) so it stays out of output too.
 author: Ferry developers (@ferry-migrate)
 requirements:
-  - cryptography (a dependency of paramiko)
+  - cryptography (a dependency of ansible-core)
 """
 
 EXAMPLES = r"""

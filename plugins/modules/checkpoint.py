@@ -212,6 +212,10 @@ page_link:
   description: With O(method=post_copy), what the page link carried (bytes_in, bytes_out, reconnects, error).
   returned: when a post-copy checkpoint was taken
   type: dict
+frozen:
+  description: On failure, whether the container had been frozen (it runs again here, or the message says otherwise).
+  returned: failure
+  type: bool
 phase:
   description: V(checkpoint) when it failed.
   returned: failure
@@ -342,10 +346,11 @@ def main():
     else:
         options_for_engine = dict(options, page_link=params["page_link"])
     partial = _bundle.start(images_dir, checkpoint_id)
-    fields, bundle_dir = None, partial
+    fields, bundle_dir, frozen = None, partial, False
     try:
         engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
         frozen_at = _engines.now()
+        frozen = not params["leave_running"]  # from here on the container may have been stopped, if only for a moment
         started = time.monotonic()
         try:
             fields = engine.checkpoint(params["container"], partial, options_for_engine)
@@ -383,7 +388,8 @@ def main():
             except (_engines.EngineError, _criu.CriuError, OSError) as again:
                 resumed = " (and resuming %s failed too: %s)" % (params["container"], again)
         _bundle.remove_tree(partial)
-        _engines.fail(module, "checkpoint", _engines.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")))
+        _engines.fail(module, "checkpoint", _engines.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")),
+                      frozen=frozen)
     module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds,
                      sent=sent)
 

@@ -30,6 +30,9 @@ attributes:
   check_mode:
     support: full
     description: Reports whether the mark would change.
+  diff_mode:
+    support: full
+    description: Shows the mark before and after.
 seealso:
   - module: ferry.migrate.host_info
 """
@@ -48,6 +51,8 @@ cordon:
   type: dict
 """
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _host
@@ -63,12 +68,18 @@ def main():
         supports_check_mode=True,
     )
     images_dir, wanted = module.params["images_dir"], module.params["state"] == "present"
-    mark = _host.cordon(images_dir)
+    mark = before = _host.cordon(images_dir)
     changed = (mark is not None) != wanted
     if changed and not module.check_mode:
         _host.set_cordon(images_dir, module.params["reason"] if wanted else None)
         mark = _host.cordon(images_dir)
-    module.exit_json(changed=changed, cordon=mark)
+    result = dict(changed=changed, cordon=mark)
+    if module._diff:
+        after = mark if not module.check_mode else ({"reason": module.params["reason"]} if wanted else None)
+        result["diff"] = dict(before="%s\n" % (json.dumps(before, sort_keys=True) if before else "not cordoned"),
+                              after="%s\n" % (json.dumps(after, sort_keys=True) if after else "not cordoned"),
+                              before_header=images_dir + "/.cordoned", after_header=images_dir + "/.cordoned")
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ description:
     are those Ansible uses for it (lookup P(ferry.migrate.host_connection#lookup)), unless given here.
   - With O(route=controller), for hosts that cannot reach each other, the controller connects to both
     and relays the bytes through its memory (never its disk), with each host's SSH options from the
-    inventory as well (C(ansible_ssh_common_args), C(ansible_ssh_extra_args): a jump host applies).
+    inventory as well (C(ansible_ssh_common_args), C(ansible_ssh_extra_args), so a jump host applies).
     The source needs a sending grant from M(ferry.migrate.transfer_access) with
     O(ferry.migrate.transfer_access#module:direction=send).
   - The target's host key must be one of O(host_keys) or be listed for it in O(known_hosts_file);

@@ -16,8 +16,9 @@ description:
     verifies every file's size and SHA-256 and makes the bundle appear atomically).
   - O(user) is the login user Ansible itself uses for this host; root logins need not be enabled. For
     a user other than root, the forced command runs the receiver through C(sudo -n), and a sudoers
-    drop-in C(/etc/sudoers.d/zz-ferry-<digest>) (read last, so that no broader rule asking for a password overrides it) lets that user run exactly that one command as root,
-    without a password (checked with C(visudo) before it takes effect). Both go with O(state=absent).
+    drop-in C(/etc/sudoers.d/zz-ferry-<digest>) lets that user run exactly that one command as root,
+    without a password (checked with C(visudo) before it takes effect; read last, so that no broader
+    rule asking for a password overrides it). Both go with O(state=absent).
   - With O(direction=send), runs on the source instead and the forced command can only hand out that
     bundle, for a transfer relayed by the controller (P(ferry.migrate.transfer#module) with
     O(ferry.migrate.transfer#module:route=controller)).

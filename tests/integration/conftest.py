@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from lab import RESET, playbook, ssh
@@ -7,9 +9,14 @@ NODES = ["node1", "node2", "node3", "node4"]
 
 @pytest.fixture(scope="session")
 def lab():
-    """The lab, up (the last test tears it down and checks nothing is left)."""
-    playbook("ferry.migrate.lab", extra={"lab_hosts": 4}, check=True)
-    return NODES
+    """The lab, up. The last test tears it down and checks that nothing is left; a run that fails or is
+    interrupted before then tears it down here (FERRY_LAB_KEEP=1 keeps it, to run tests again)."""
+    try:
+        playbook("ferry.migrate.lab", extra={"lab_hosts": 4}, check=True)
+        yield NODES
+    finally:
+        if os.environ.get("FERRY_LAB_KEEP") != "1":
+            playbook("ferry.migrate.lab", extra={"lab_state": "absent"})
 
 
 @pytest.fixture

@@ -109,3 +109,12 @@ def test_a_host_reached_without_ssh_is_refused(clean, tmp_path):
                     extra={"migrate_container": "counter", "migrate_source": "node1", "migrate_target": "scratch"}, check=False)
     assert "Preflight: scratch is reached with ansible_connection=local" in proc.stdout, proc.stdout[-2000:]
     assert "Nothing was changed" in proc.stdout and count("node1")
+
+
+def test_the_demo_runs_on_a_real_fleets_inventory(clean):
+    """The README's main job, on this lab (non-root with sudo, port 2222, jump host, no ansible_connection)."""
+    from lab import LAB_VARS, playbook
+    proc = playbook("ferry.migrate.demo", extra=dict(LAB_VARS, lab_hosts=4), check=True)
+    assert re.search(r"counter:\s+\d+\s+on\s+node1\s+before,\s+\d+\s+on\s+node2\s+after", proc.stdout), proc.stdout[-3000:]
+    assert re.search(r"redis:\s+5000/5000\s+keys\s+on\s+node2,\s+values\s+identical", proc.stdout), proc.stdout[-3000:]
+    assert ssh("node1", "podman ps -a --format '{{.Names}}'") == ""

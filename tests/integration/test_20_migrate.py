@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from lab import ADDRESS, FABRIC, FILES, GRANTS, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
+from lab import ADDRESS, FABRIC, FILES, GRANTS, PORT, containers, count, images_dir, migrate, module, read_counter, redis_mget, ssh, start_counter, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ def test_podman_counter_keeps_counting(clean):
     assert after > before, "the counter was reset: %d before, %d after" % (before, after)
     assert containers("node1") == [] and containers("node2") == ["counter running"]
     assert images_dir("node1") == "" and images_dir("node2") == ""
-    assert "downtime" in proc.stdout and "by tcp;" in proc.stdout  # the sealed direct data path
+    assert "downtime" in proc.stdout and "by ssh;" in proc.stdout  # straight from the source, through OpenSSH
     time.sleep(0.5)
     assert count("node2") > after  # still counting
 
@@ -24,7 +24,7 @@ def test_podman_counter_keeps_counting(clean):
 def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
     ssh("node1", "iptables -I OUTPUT -d " + ADDRESS["node2"] + " -j REJECT")
     try:
-        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/" + ADDRESS["node2"] + "/22' 2>/dev/null && echo reachable || echo blocked") == "blocked"
+        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/%s/%d' 2>/dev/null && echo reachable || echo blocked" % (ADDRESS["node2"], PORT["node2"])) == "blocked"
         before = start_counter("node1")
         proc = migrate("counter", "node1", "node2", migrate_route="controller")
     finally:
@@ -111,7 +111,7 @@ def test_check_mode_plans_and_changes_nothing(clean):
 
 def test_bad_input_gets_a_clear_error(clean):
     proc = migrate("nosuch", "node1", "node2", check=False)
-    assert "nosuch is not running on node1 (no such container)" in proc.stdout
+    assert "nosuch is absent on node1 and absent on node2; it must run on node1. Nothing was changed." in proc.stdout
     result = module("node1", "ferry.migrate.checkpoint", container="x", checkpoint_id="../../etc")
     assert result["failed"] and result["msg"].startswith("checkpoint_id:")
     result = module("node2", "ferry.migrate.transfer_access", checkpoint_id="c", public_key="ssh-ed25519 AAAA",

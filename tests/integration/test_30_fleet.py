@@ -49,6 +49,8 @@ def test_drain_empties_a_host_and_keeps_every_state(clean, tmp_path):
     state = load_node1()
     plan = drain(tmp_path, "--check")
     assert plan.returncode == 0 and "Would move: 6 migration(s)" in plan.stdout
+    assert "Could not match supplied host pattern" not in plan.stdout + plan.stderr
+    assert images_dir("node1") == ""  # check mode wrote no cordon
     assert sorted(where(NODES)) == sorted(state) and all(n == ["node1 running"] for n in where(NODES).values())
 
     proc = drain(tmp_path)
