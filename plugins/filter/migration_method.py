@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: migration_method
 short_description: Choose how a migration moves memory
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - From the CRIU facts of the source and the target (M(ferry.migrate.criu_info)), the engine, the
     route and the user's policy, picks V(post_copy), V(stream) or V(stop_and_copy), and says why each

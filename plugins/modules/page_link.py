@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: page_link
 short_description: Open the target's end of a page link, for streamed memory or post-copy
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Runs on the target of a migration by method V(stream) or V(post_copy), before the checkpoint. It
     leaves a small daemon listening on O(address) for the source at O(source_address) only; the two

@@ -24,7 +24,8 @@ def test_podman_counter_keeps_counting(clean):
 def test_controller_relays_between_hosts_that_cannot_reach_each_other(clean):
     ssh("node1", "iptables -I OUTPUT -d " + ADDRESS["node2"] + " -j REJECT")
     try:
-        assert ssh("node1", "timeout 3 bash -c '</dev/tcp/%s/%d' 2>/dev/null && echo reachable || echo blocked" % (ADDRESS["node2"], PORT["node2"])) == "blocked"
+        probe = "timeout 3 bash -c '</dev/tcp/%s/%d' 2>/dev/null && echo reachable || echo blocked" % (ADDRESS["node2"], PORT["node2"])
+        assert ssh("node1", probe) == "blocked"
         before = start_counter("node1")
         proc = migrate("counter", "node1", "node2", migrate_route="controller")
     finally:
