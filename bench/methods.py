@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from lab import ADDRESS, RESET, ROOT, memory_tree, playbook, ssh  # noqa: E402  pylint: disable=wrong-import-position
+from lab import ADDRESS, RESET, ROOT, memory_tree, playbook, ssh, ssh_argv  # noqa: E402  pylint: disable=wrong-import-position
 from transfer import write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 SIZES = [int(arg) for arg in sys.argv[1:]] or [64, 256, 1024, 4096]
@@ -65,10 +65,7 @@ def raw_link(mib=2048):
     """Plain TCP from node1 to node2 on the fabric, no encryption, no disk: the link's ceiling."""
     ssh("node2", "cat > /tmp/sink.py <<'EOF'\n%sEOF" % SINK)
     ssh("node1", "cat > /tmp/source.py <<'EOF'\n%sEOF" % SOURCE)
-    sink = subprocess.Popen(["ssh", "-i", os.environ.get("FERRY_LAB_DIR", "/var/lib/ferry-lab") + "/id_ed25519", "-o",
-                             "UserKnownHostsFile=" + os.environ.get("FERRY_LAB_DIR", "/var/lib/ferry-lab") + "/known_hosts",
-                             "root@" + ADDRESS["node2"], "python3 /tmp/sink.py " + ADDRESS["node2"]],
-                            stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(ssh_argv("node2") + ["python3 /tmp/sink.py " + ADDRESS["node2"]], stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     ssh("node1", "python3 /tmp/source.py %s %d" % (ADDRESS["node2"], mib))
     return float(sink.communicate(timeout=120)[0])

@@ -32,5 +32,5 @@ if grep -E "^(WARNING|ERROR)" "$work/importer.log"; then echo "galaxy-importer: 
 echo "galaxy-importer: clean"
 echo "== ansible-builder create (the EE definition, with the tarball it installs)"
 cp "$work"/ferry-migrate-*.tar.gz execution-environment/
-ansible-builder create -f execution-environment/execution-environment.yml -c "$work/ee-context" >/dev/null
+ansible-builder create --output-filename Containerfile -f execution-environment/execution-environment.yml -c "$work/ee-context" >/dev/null
 test -s "$work/ee-context/Containerfile" && echo "ansible-builder: context in $work/ee-context"

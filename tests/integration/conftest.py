@@ -2,7 +2,9 @@ import os
 
 import pytest
 
-from lab import RESET, playbook, ssh
+# The tests run on a realistic fleet (a simple lab left by make demo is made anew as one).
+os.environ.setdefault("FERRY_LAB_FLEET", "realistic")
+from lab import RESET, playbook, ssh  # noqa: E402  pylint: disable=wrong-import-position
 
 NODES = ["node1", "node2", "node3", "node4"]
 
