@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from lab import LAB, ROOT, playbook, ssh  # noqa: E402  pylint: disable=wrong-import-position
+from lab import LAB, ROOT, playbook, ssh, ssh_argv  # noqa: E402  pylint: disable=wrong-import-position
 
 SIZE_MIB = int(sys.argv[1]) if len(sys.argv) > 1 else 512
 RUNS = 3
@@ -24,7 +24,7 @@ with open(os.path.join(partial, 'pages-1.img'), 'wb') as out:
     for block in range(%d):
         out.write(os.urandom(1 << 20))
 _bundle.finalise('/var/lib/ferry', 'bench', {'engine': 'criu', 'container': {'name': 'bench', 'id': 'bench'}})
-""" % (os.path.join(ROOT, "build", "collections"), SIZE_MIB)
+""" % ("/tmp/ferry-bench", SIZE_MIB)
 
 
 def ferry_run(compress="none", route="direct"):
@@ -42,7 +42,15 @@ def scp_run():
     return SIZE_MIB / (time.monotonic() - started)
 
 
+def ship_module_utils():
+    """The bundle is made on node1 with Ferry's own code: lab hosts cannot see this checkout (their /tmp is private)."""
+    tar = subprocess.run(["tar", "-C", ROOT, "-c", "plugins/module_utils"], capture_output=True, check=True).stdout
+    subprocess.run(ssh_argv("node1") + ["mkdir -p /tmp/ferry-bench/ansible_collections/ferry/migrate && "
+                                        "tar -C /tmp/ferry-bench/ansible_collections/ferry/migrate -x"], input=tar, check=True)
+
+
 def main():
+    ship_module_utils()
     ssh("node1", "python3 -c %s" % subprocess.list2cmdline([MAKE_BUNDLE]))
     # scp needs a standing key on node1: the lab's own, copied into node1's private /tmp for this run.
     for name, dest in (("id_ed25519", "/tmp/bench-key"), ("known_hosts", "/tmp/bench-known-hosts")):
@@ -55,7 +63,7 @@ def main():
             runs = [ferry_run(compress, route) for run in range(RUNS)]
             results["ferry.migrate.transfer%s, data path %s" % (label, runs[0][1])] = [r[0] for r in runs]
     finally:
-        ssh("node1", "rm -rf /tmp/bench-key /tmp/bench-known-hosts /var/lib/ferry/bench")
+        ssh("node1", "rm -rf /tmp/bench-key /tmp/bench-known-hosts /tmp/ferry-bench /var/lib/ferry/bench")
         ssh("node2", "rm -rf /tmp/bench.img /var/lib/ferry/bench")
     baseline = statistics.median(results["scp"])
     lines = ["| method | median MiB/s | runs (MiB/s) | ratio to scp |", "|---|---|---|---|"]
