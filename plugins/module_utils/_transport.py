@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -141,11 +140,6 @@ def valid_command_path(path: t.Any) -> bool:
 
 def valid_host_key(key_type: str, data: str) -> bool:
     return bool(_KEY_TYPE.match(key_type)) and bool(_BASE64.match(data))
-
-
-def split_args(text: str | None) -> list[str]:
-    """Inventory SSH options (``ansible_ssh_common_args`` and the like) as an argv list, as Ansible splits them."""
-    return shlex.split(text or "")
 
 
 class Channel:

@@ -204,7 +204,7 @@ def _receive_file(chunks, path, entry, compress):
             unzstd = subprocess.Popen(["zstd", "-q", "-d", "-c"], stdin=subprocess.PIPE, stdout=out)  # pylint: disable=consider-using-with
         write = unzstd.stdin.write if unzstd else out.write
         received = 0
-        # Writing chunk n overlaps receiving, decrypting and hashing chunk n+1 (each releases the GIL):
+        # Writing chunk n overlaps receiving and hashing chunk n+1 (each releases the GIL):
         # the page cache is the slowest stage here.
         with ThreadPoolExecutor(max_workers=1) as writer:
             pending = None

@@ -127,7 +127,6 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _tra
 # Imported so that Ansible ships it with this module: it is installed on this host as the forced command.
 from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
-_PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}\Z")
 MARK = "ferry-transfer:"
 _EXPIRY = re.compile(r'expiry-time="[0-9]+Z",')
 SUDOERS_DIR = "/etc/sudoers.d"
@@ -301,8 +300,9 @@ def main():
     command = forced_command(params["python"], program, params["direction"], images_dir, checkpoint_id, user)
     wanted = rule = None
     if params["state"] == "present":
-        public_key = " ".join(params["public_key"].split()[:2])
-        if not _PUBLIC_KEY.match(public_key):
+        parts = params["public_key"].split()[:2]
+        public_key = " ".join(parts)
+        if len(parts) != 2 or not _transport.valid_host_key(*parts):
             module.fail_json(msg="public_key must be an OpenSSH public key such as 'ssh-ed25519 AAAA...'")
         address = params["source_address"] or ssh_client_address()
         if not address:
