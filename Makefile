@@ -4,14 +4,14 @@ VENV := .venv
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test setup unit sanity lint integration bench reliability lab-down
+.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down
 
 ## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
 demo: setup
 	ansible-playbook ferry.migrate.demo
 
-## Every test: unit, ansible-test sanity, the ecosystem's checkers, integration on the real lab (torn down at the end).
-test: setup sanity lint
+## Every test: unit, ansible-test sanity (every ansible-core claimed), the ecosystem's checkers, integration on the real lab (torn down at the end).
+test: setup sanity versions lint
 	pytest -ra tests/unit tests/integration
 
 setup:
@@ -22,6 +22,10 @@ unit: setup
 
 sanity: setup
 	hack/ansible-test.sh sanity --venv --python "$$($(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+
+## Sanity and unit tests on the older ansible-core releases the collection claims (2.16-2.18).
+versions: setup
+	hack/versions.sh
 
 ## ansible-lint (production), galaxy-importer, antsibull-changelog, ansible-builder: as Galaxy and AWX users meet the collection.
 lint: setup

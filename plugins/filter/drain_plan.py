@@ -49,7 +49,7 @@ _value:
   type: dict
   contains:
     moves:
-      description: C(container), C(engine), C(source), C(target), C(rss_bytes), C(wave) (from 1), in plan order.
+      description: C(id) (the checkpoint ID and journal key), C(container), C(engine), C(source), C(target), C(rss_bytes), C(wave) (from 1), in plan order.
       type: list
       elements: dict
     unplaced:
@@ -62,7 +62,7 @@ _value:
   sample:
     kind: drain
     drain: [node1]
-    moves: [{container: redis, engine: podman, source: node1, target: node3, rss_bytes: 9437184, wave: 1}]
+    moves: [{id: redis-node1-to-node3, container: redis, engine: podman, source: node1, target: node3, rss_bytes: 9437184, wave: 1}]
     unplaced: [{container: big, host: node1, reason: "no host of CPU group 'a1' has 9000 MiB free (RSS x headroom)"}]
     waves: 1
 """

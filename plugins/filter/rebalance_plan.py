@@ -55,7 +55,7 @@ _value:
   type: dict
   contains:
     moves:
-      description: C(container), C(engine), C(source), C(target), C(rss_bytes), C(wave) (from 1), in plan order.
+      description: C(id) (the checkpoint ID and journal key), C(container), C(engine), C(source), C(target), C(rss_bytes), C(wave) (from 1), in plan order.
       type: list
       elements: dict
     unplaced: {description: Always empty (a rebalance leaves what it cannot move)., type: list, elements: dict}

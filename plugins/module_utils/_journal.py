@@ -1,11 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) Ferry developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The migration journal: one JSON file on the controller, one entry per checkpoint ID.
+"""The migration journal and the job lock: JSON files where the job keeps its state.
 
-Several migrations of one wave write to it at once, so every update holds an exclusive lock and
-replaces the file atomically: a controller killed at any moment leaves the previous or the next
-version, never a torn one.
+That place is the controller, or a host every run of the job reaches (AWX runs each job in a fresh
+container, so the controller forgets). Several migrations of one wave write at once, so every update
+holds an exclusive lock and replaces the file atomically: a run killed at any moment leaves the
+previous or the next version, never a torn one.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils._bundle import write_json_atomic
+
 # A migration is in flight from "migrating" until it ends in one of the final statuses.
-STATUSES = ("planned", "migrating", "migrated", "rolled_back", "stranded")
+# "refused": the migration's preflight said no, before anything was frozen or written.
+STATUSES = ("planned", "migrating", "migrated", "rolled_back", "stranded", "refused")
 IN_FLIGHT = ("migrating",)
+FINAL = ("migrated", "rolled_back", "stranded", "refused")
+# A run token as lookup ferry.migrate.run_token makes it: controller, ansible-playbook PID, random part.
+_TOKEN = re.compile(r"^(?P<controller>[^:\s]+):(?P<pid>[0-9]+):[0-9a-f]{16,}$")
 
 
 def _now() -> str:
@@ -53,11 +61,7 @@ def update(path: str, key: str, status: str, fields: dict[str, t.Any], check_mod
             wanted["history"] = entry.get("history", []) + [{"status": status, "at": wanted["updated"]}]
             journal["entries"][key] = wanted
             if not check_mode:
-                with open(os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-                    json.dump(journal, out, indent=1, sort_keys=True)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(path + ".tmp", path)
+                write_json_atomic(path, journal)
     return changed, journal
 
 
@@ -65,49 +69,31 @@ def in_flight(journal: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     return [dict(entry, id=key) for key, entry in sorted(journal["entries"].items()) if entry.get("status") in IN_FLIGHT]
 
 
-def playbook_pid(pid: int | None = None) -> int | None:
-    """PID of the ansible-playbook (or AWX runner) process this module runs under, if on this machine."""
-    pid, found = pid or os.getpid(), None
-    for dummy in range(32):
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as handle:
-                argv = handle.read().split(b"\0")
-            with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-        # Task workers are forks with the same command line: the topmost one is the run itself.
-        if any(os.path.basename(arg).startswith(b"ansible-playbook") for arg in argv[:2]):
-            found = pid
-        elif found:
-            break
-        if parent <= 1:
-            break
-        pid = parent
-    return found
+def _dead_here(token: str) -> bool:
+    """Whether ``token`` names a run of this very machine whose ansible-playbook process is gone.
 
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
+    Only the machine that ran it can tell; anywhere else the lease decides."""
+    match = _TOKEN.match(token or "")
+    if not match or match.group("controller") != os.uname().nodename:
         return False
     try:
-        os.kill(pid, 0)
+        os.kill(int(match.group("pid")), 0)
     except ProcessLookupError:
-        return False
-    except PermissionError:
         return True
-    return True
+    except PermissionError:
+        return False
+    return False
 
 
-def claim(path: str, job: str, lease_seconds: int, release: bool = False) -> dict[str, t.Any]:
-    """Hold (or release) the job's lock: one run of a job at a time.
+def claim(path: str, job: str, token: str, lease_seconds: int, release: bool = False) -> dict[str, t.Any]:
+    """Hold (or release) the job's lock: one run of a job at a time, across controllers.
 
-    The owner is the ansible-playbook process. A run may take the lock when nobody holds it, when it
-    already holds it, when the holder's process is gone (a killed run, on this controller), or when
-    the holder's lease ran out (a holder elsewhere that stopped renewing). Renewed on every claim.
-    Raises ``LockError`` naming the holder otherwise.
+    The owner is the run token, which every job of a run carries (one ansible-playbook, or the jobs
+    of one AWX workflow). A run may take the lock when nobody holds it, when it holds it already, when
+    the holder's lease ran out, or when the holder ran on this machine and its process is gone (a
+    killed run, re-run on the same controller). Each claim renews the lease. Raises ``LockError``
+    naming the holder otherwise.
     """
-    owner = {"controller": os.uname().nodename, "pid": playbook_pid(), "job": job}
     lock_path = path + ".owner"
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     with open(os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
@@ -117,21 +103,18 @@ def claim(path: str, job: str, lease_seconds: int, release: bool = False) -> dic
                 holder = json.load(handle)
         except (OSError, ValueError):
             holder = None
-        mine = holder and holder.get("controller") == owner["controller"] and holder.get("pid") == owner["pid"]
-        if holder and not mine:
-            gone = holder.get("controller") == owner["controller"] and not _alive(holder.get("pid"))
-            if not gone and holder.get("expires", 0) > time.time():
-                raise LockError("job %s is running: held by ansible-playbook pid %s on %s since %s, lease until %s"
-                                % (job, holder.get("pid"), holder.get("controller"), holder.get("since"),
-                                   time.strftime("%H:%M:%SZ", time.gmtime(holder.get("expires", 0)))))
-        if release:
-            if mine and os.path.exists(lock_path):
+        mine = bool(holder) and holder.get("token") == token
+        if release:  # only the holder releases; anyone else's release changes nothing
+            if mine:
                 os.unlink(lock_path)
             return {}
-        owner.update(since=holder.get("since") if mine else _now(), expires=time.time() + lease_seconds)
-        with open(os.open(lock_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-            json.dump(owner, out)
-        os.replace(lock_path + ".tmp", lock_path)
+        if holder and not mine and holder.get("expires", 0) > time.time() and not _dead_here(holder.get("token", "")):
+            raise LockError("job %s is running: held by run %s since %s, its lease until %s. If that run is dead, wait for the "
+                            "lease to end or run again with the same run token (-e fleet_run_token=%s) to take it over"
+                            % (job, holder.get("token"), holder.get("since"),
+                               time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(holder.get("expires", 0))), holder.get("token")))
+        owner = {"token": token, "job": job, "since": holder.get("since") if mine else _now(), "expires": time.time() + lease_seconds}
+        write_json_atomic(lock_path, owner)
         return owner
 
 

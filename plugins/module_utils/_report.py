@@ -17,7 +17,8 @@ try:
 except ImportError:
     HAS_PIL = False
 
-COLOURS = {"migrated": (46, 139, 87), "rolled_back": (230, 145, 56), "stranded": (204, 0, 0), "before": (150, 150, 170),
+COLOURS = {"migrated": (46, 139, 87), "already_migrated": (46, 139, 87), "refused": (150, 150, 150),
+           "rolled_back": (230, 145, 56), "stranded": (204, 0, 0), "before": (150, 150, 170),
            "after": (52, 101, 164), "grid": (225, 225, 225), "text": (30, 30, 30)}
 
 
@@ -28,7 +29,9 @@ def summary(job: str, kind: str, migrations: list[dict[str, t.Any]], plan: dict[
     return {
         "job": job, "kind": kind, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "planned": len(plan.get("moves", [])), "waves": plan.get("waves", 0),
-        "migrated": outcomes.count("migrated"), "rolled_back": outcomes.count("rolled_back"), "stranded": outcomes.count("stranded"),
+        # A migration found already done (a job run again) counts as migrated.
+        "migrated": outcomes.count("migrated") + outcomes.count("already_migrated"), "rolled_back": outcomes.count("rolled_back"),
+        "stranded": outcomes.count("stranded"), "refused": outcomes.count("refused"),
         "unplaced": plan.get("unplaced", []),
         "downtime_seconds": {"max": max(downtimes), "median": statistics.median(downtimes)} if downtimes else None,
         "bytes": sum(int(m.get("bytes") or 0) for m in migrations),
@@ -40,7 +43,8 @@ def markdown(report: dict[str, t.Any], migrations: list[dict[str, t.Any]], utili
              charts: dict[str, str]) -> str:
     lines = ["# Ferry %s report: %s" % (report["kind"], report["job"]), "", "Written %s." % report["written_at"], "",
              "- planned: %d migration(s) in %d wave(s)" % (report["planned"], report["waves"]),
-             "- migrated: %d, rolled back: %d, stranded: %d" % (report["migrated"], report["rolled_back"], report["stranded"]),
+             "- migrated: %d, rolled back: %d, stranded: %d, refused: %d" % (report["migrated"], report["rolled_back"], report["stranded"],
+                                                                             report["refused"]),
              "- imbalance (%s): %s -> %s" % (report["imbalance"].get("metric", "memory"), report["imbalance"].get("before"),
                                              report["imbalance"].get("after"))]
     if report["downtime_seconds"]:
@@ -112,7 +116,7 @@ def utilisation_png(path: str, utilisation: dict[str, dict[str, float]], metric:
 
 def write(directory: str, job: str, kind: str, migrations: list[dict[str, t.Any]], plan: dict[str, t.Any],
           utilisation: dict[str, dict[str, float]], imbalance: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, str]]:
-    """Write the report files; returns (summary, paths)."""
+    """Write the report files; returns (the report: the summary with the migrations, plan and utilisation; paths)."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     stem = os.path.join(directory, "%s-%s" % (job, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
     report = summary(job, kind, migrations, plan, imbalance)
@@ -124,10 +128,11 @@ def write(directory: str, job: str, kind: str, migrations: list[dict[str, t.Any]
         charts["utilisation"] = stem + "-utilisation.png"
         utilisation_png(charts["utilisation"], utilisation, imbalance.get("metric", "memory"))
     else:
-        report["charts_skipped"] = "Pillow is not installed on the controller"
+        report["charts_skipped"] = "Pillow is not installed where the report is written"
     paths = dict(charts, json=stem + ".json", markdown=stem + ".md")
+    data = dict(report, migrations=migrations, plan=plan, utilisation=utilisation)
     with open(paths["json"], "w", encoding="utf-8") as handle:
-        json.dump(dict(report, migrations=migrations, plan=plan, utilisation=utilisation), handle, indent=1, sort_keys=True, default=str)
+        json.dump(data, handle, indent=1, sort_keys=True, default=str)
     with open(paths["markdown"], "w", encoding="utf-8") as handle:
         handle.write(markdown(report, migrations, utilisation, charts))
-    return report, paths
+    return data, paths

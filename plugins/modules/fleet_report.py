@@ -10,10 +10,11 @@ module: fleet_report
 short_description: Write the report of a drain or rebalance
 version_added: 0.1.0
 description:
-  - Runs on the controller (C(delegate_to=localhost)). Writes into O(directory) a JSON record, a
-    Markdown page, a PNG timeline of the migrations and a PNG chart of each host's utilisation before
-    and after, all named C(<job>-<UTC time>.*).
-  - The charts need Pillow on the controller; without it the report says they were skipped.
+  - Runs where the fleet job keeps its state (role variable C(fleet_state_host)) - the controller, or a
+    host every job reaches. Writes into O(directory) a JSON record, a Markdown page, a PNG timeline of
+    the migrations and a PNG chart of each host's utilisation before and after, all named
+    C(<job>-<UTC time>.*), and returns the whole report as data.
+  - The charts need Pillow where the module runs; without it the report says they were skipped.
 author: Ferry developers (@ferry-migrate)
 options:
   directory:
@@ -47,7 +48,7 @@ options:
     type: dict
     required: true
 requirements:
-  - Pillow, for the charts
+  - Pillow, for the charts (where the module runs)
 attributes:
   check_mode:
     support: none
@@ -69,7 +70,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 report:
-  description: The summary (counts by outcome, downtime median and max, bytes, imbalance, unplaced containers).
+  description:
+    - The report, as written to the JSON file - the summary (counts by outcome, downtime median and
+      max, bytes, imbalance, unplaced containers) with C(migrations) (their records), C(plan) and
+      C(utilisation) (per host, before and after).
   returned: success
   type: dict
 files:

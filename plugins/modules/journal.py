@@ -10,11 +10,13 @@ module: journal
 short_description: Record and read the progress of fleet migrations, so an interrupted job can finish
 version_added: 0.1.0
 description:
-  - Runs on the controller (C(delegate_to=localhost)). Keeps one JSON file with an entry per
-    migration (by its checkpoint ID) with container, source, target, status and the history of statuses.
+  - Runs where the fleet job keeps its state (role variable C(fleet_state_host)) - the controller, or a
+    host that every run reaches when the controller does not last (an AWX job's container). Keeps one
+    JSON file with an entry per migration (by its checkpoint ID) with container, source, target, the
+    run that made it, status and the history of statuses.
   - Roles C(ferry.migrate.host_drain) and C(ferry.migrate.rebalance) mark an entry V(migrating) before a
-    migration starts and V(migrated), V(rolled_back) or V(stranded) when it ends. When a job is killed,
-    the entries still V(migrating) are what the next run reconciles first.
+    migration starts and V(migrated), V(rolled_back), V(stranded) or V(refused) when it ends. When a
+    job is killed, the entries still V(migrating) are what the next run reconciles first.
   - Safe for concurrent writers (an exclusive lock) and for a controller killed at any moment (the file
     is replaced atomically).
 author: Ferry developers (@ferry-migrate)
@@ -29,20 +31,29 @@ options:
   status:
     description: New status of the entry. Required with O(id).
     type: str
-    choices: [planned, migrating, migrated, rolled_back, stranded]
+    choices: [planned, migrating, migrated, rolled_back, stranded, refused]
   fields:
     description: Other fields of the entry to set (container, source, target, engine, job, error...).
     type: dict
     default: {}
   lock:
     description:
-      - V(hold) takes or renews the job's lock for the ansible-playbook process running this task, and
-        fails naming the holder when another live run holds it; V(release) gives it back.
-      - A killed run's lock is taken over at once on the same controller, else when its lease ends.
+      - V(hold) takes or renews the job's lock for the run O(token), and fails naming the holder when
+        another run holds it; V(release) gives it back.
+      - A run that died is taken over when its lease ends; at once when it ran on the machine this task
+        runs on (a killed C(ansible-playbook) run again on the same controller), or by a run that
+        presents its token.
     type: str
     choices: [hold, release]
   job:
     description: Job name, for O(lock).
+    type: str
+  token:
+    description:
+      - The run's identity, for O(lock). Every job of one run presents the same token - the plays of one
+        C(ansible-playbook), or the jobs of one AWX workflow (it travels in the workflow's artifacts).
+      - Made by P(ferry.migrate.run_token#lookup); any other string works too, with the lease alone
+        deciding when its run is over.
     type: str
   lease:
     description: Seconds a held lock stays valid without renewal, for O(lock=hold).
@@ -55,25 +66,30 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: A migration starts
-  ferry.migrate.journal:
-    path: /var/lib/ferry-controller/drain-node1.json
-    id: redis-node1-to-node2
-    status: migrating
-    fields: {container: redis, source: node1, target: node2, engine: podman}
-  delegate_to: localhost
+- name: The run's token
+  ansible.builtin.set_fact:
+    run_token: "{{ lookup('ferry.migrate.run_token') }}"
 
 - name: One run of this drain at a time
   ferry.migrate.journal:
-    path: /var/lib/ferry-controller/drain-node1.json
+    path: /var/lib/ferry-state/drain-node1.json
     lock: hold
     job: drain-node1
-  delegate_to: localhost
+    token: "{{ run_token }}"
+  delegate_to: node4  # a host every job reaches: the state outlives the controller
+
+- name: A migration starts
+  ferry.migrate.journal:
+    path: /var/lib/ferry-state/drain-node1.json
+    id: redis-node1-to-node2
+    status: migrating
+    fields: {container: redis, source: node1, target: node2, engine: podman, run: "{{ run_token }}"}
+  delegate_to: node4
 
 - name: What an interrupted run left in flight
   ferry.migrate.journal:
-    path: /var/lib/ferry-controller/drain-node1.json
-  delegate_to: localhost
+    path: /var/lib/ferry-state/drain-node1.json
+  delegate_to: node4
   register: journal
 """
 
@@ -103,16 +119,17 @@ def main():
             fields=dict(type="dict", default={}),
             lock=dict(type="str", choices=["hold", "release"]),
             job=dict(type="str"),
+            token=dict(type="str", no_log=False),  # a lock holder's name, shown in errors: not a secret
             lease=dict(type="int", default=900),
         ),
         required_together=[("id", "status")],
-        required_if=[("lock", "hold", ("job",))],
+        required_if=[("lock", "hold", ("job", "token")), ("lock", "release", ("token",))],
         supports_check_mode=True,
     )
     params = module.params
     try:
         if params["lock"] and not module.check_mode:
-            _journal.claim(params["path"], params["job"] or "", params["lease"], release=params["lock"] == "release")
+            _journal.claim(params["path"], params["job"] or "", params["token"], params["lease"], release=params["lock"] == "release")
         if params["id"] is None:
             changed, journal = False, _journal.read(params["path"])
         else:

@@ -14,8 +14,10 @@ Every plan lists each container it could not place with the reason; nothing is d
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
+import re
 import typing as t
 
 ANTI_AFFINITY_LABEL = "ferry.anti-affinity"
@@ -92,6 +94,35 @@ def _check_limits(headroom: float, max_per_source: int, max_per_target: int) -> 
             raise PlanError("%s must be an integer >= 1, not %r" % (name, value))
 
 
+def move_id(container: str, source: str, target: str) -> str:
+    """The move's checkpoint ID and journal key: readable, and a valid checkpoint ID (1-128 characters)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "-", "%s-%s-to-%s" % (container, source, target)).lstrip("-_.") or "move"
+    if len(readable) <= 128:
+        return readable
+    return "%s-%s" % (readable[:111], hashlib.sha256(readable.encode("utf-8")).hexdigest()[:16])
+
+
+def share(plan: dict[str, t.Any], index: int, count: int) -> dict[str, t.Any]:
+    """The plan with only the moves of share ``index`` of ``count`` (from 1), for jobs run side by side.
+
+    Each wave's moves are dealt out, largest first, to the share holding the fewest bytes of that wave,
+    so every share gets its part of every wave. Waves keep their numbers: a wave still runs as one
+    across all shares (each share's job waits for the earlier waves of all), which keeps the plan's
+    per-host limits and its ordering. Deterministic: every job computes the same split.
+    """
+    if not 1 <= index <= count:
+        raise PlanError("share: %r of %r is not a share (1 <= index <= count)" % (index, count))
+    loads: dict[int, list[int]] = {}
+    mine = []
+    for move in sorted(plan.get("moves", []), key=lambda m: (m["wave"], -int(m.get("rss_bytes") or 0), m["id"])):
+        load = loads.setdefault(move["wave"], [0] * count)
+        slot = min(range(count), key=lambda i: (load[i], i))
+        load[slot] += max(int(move.get("rss_bytes") or 0), 1)
+        if slot == index - 1:
+            mine.append(move)
+    return dict(plan, moves=mine, share="%d/%d" % (index, count))
+
+
 def _move(container: dict[str, t.Any], source: _Host, target: _Host, metric: str) -> dict[str, t.Any]:
     amount = container.get(METRICS[metric][0], 0) or 0
     rss = container.get("rss_bytes", 0) or 0
@@ -99,8 +130,8 @@ def _move(container: dict[str, t.Any], source: _Host, target: _Host, metric: str
     target.memory_used += rss
     source.used -= amount
     target.used += amount
-    return {"container": container["name"], "engine": container.get("engine", "podman"), "source": source.name,
-            "target": target.name, "rss_bytes": rss, "wave": None}
+    return {"id": move_id(container["name"], source.name, target.name), "container": container["name"],
+            "engine": container.get("engine", "podman"), "source": source.name, "target": target.name, "rss_bytes": rss, "wave": None}
 
 
 def _assign_waves(moves: list[dict[str, t.Any]], hosts: dict[str, _Host], max_per_source: int, max_per_target: int) -> int:

@@ -36,7 +36,8 @@ def test_report_files_and_summary(tmp_path):
     utilisation = {"n1": {"before": 0.5, "after": 0.1}, "n2": {"before": 0.0, "after": 0.2}}
     report, files = _report.write(str(tmp_path), "drain-n1", "drain", migrations, plan, utilisation,
                                   {"metric": "memory", "before": 0.25, "after": 0.05})
-    assert (report["migrated"], report["rolled_back"], report["stranded"]) == (1, 1, 0)
+    assert (report["migrated"], report["rolled_back"], report["stranded"], report["refused"]) == (1, 1, 0, 0)
+    assert report["migrations"] == migrations and report["utilisation"] == utilisation  # the report as data, too
     assert report["downtime_seconds"] == {"max": 0.5, "median": 0.5} and report["bytes"] == 1048576
     text = open(files["markdown"]).read()
     assert "| b | n1 | n3 | rolled_back |" in text and "restore / failed" in text and "- c on n1: pinned by label ferry.pinned" in text
@@ -47,22 +48,36 @@ def test_report_files_and_summary(tmp_path):
     assert json.load(open(files["json"]))["plan"]["waves"] == 1
 
 
-def test_job_lock_one_run_at_a_time(tmp_path, monkeypatch):
+def test_job_lock_one_run_at_a_time(tmp_path):
     path = str(tmp_path / "journal.json")
-    monkeypatch.setattr(_journal, "playbook_pid", os.getpid)
-    owner = _journal.claim(path, "drain-n1", 60)
-    assert owner["pid"] == os.getpid() and _journal.claim(path, "drain-n1", 60)["since"] == owner["since"]  # renewal
-    # Another live run on this controller (our parent stands in for it) is refused, naming the holder.
-    monkeypatch.setattr(_journal, "playbook_pid", os.getppid)
-    with pytest.raises(_journal.LockError, match="job drain-n1 is running: held by ansible-playbook pid %d" % os.getpid()):
-        _journal.claim(path, "drain-n1", 60)
-    # A holder whose process is gone (a killed run) is taken over at once.
-    with open(path + ".owner", "w") as handle:
-        json.dump({"controller": os.uname().nodename, "pid": 2 ** 22 + 1, "expires": time.time() + 600}, handle)
-    assert _journal.claim(path, "drain-n1", 60)["pid"] == os.getppid()
-    _journal.claim(path, "drain-n1", 60, release=True)
+    here = os.uname().nodename
+    mine = "%s:%d:%s" % (here, os.getpid(), "a" * 16)
+    owner = _journal.claim(path, "drain-n1", mine, 60)
+    assert owner["token"] == mine and _journal.claim(path, "drain-n1", mine, 60)["since"] == owner["since"]  # renewal
+    # Another run whose process lives (our parent stands in for it) is refused, naming it and how to take over.
+    other = "%s:%d:%s" % (here, os.getppid(), "b" * 16)
+    with pytest.raises(_journal.LockError, match="job drain-n1 is running: held by run %s .*-e fleet_run_token=%s" % (mine, mine)):
+        _journal.claim(path, "drain-n1", other, 60)
+    # A run of another controller is refused while its lease lasts, whatever the PIDs here.
+    _journal.claim(path, "drain-n1", mine, 60, release=True)
+    elsewhere = "awx-job-7f9c:%d:%s" % (2 ** 22 + 1, "c" * 16)
+    _journal.claim(path, "drain-n1", elsewhere, 60)
+    with pytest.raises(_journal.LockError, match="held by run awx-job-7f9c"):
+        _journal.claim(path, "drain-n1", mine, 60)
+    # ... and taken over when its lease ends; a release by a run that does not hold it changes nothing.
+    _journal.claim(path, "drain-n1", mine, 60, release=True)
+    assert os.path.exists(path + ".owner")
+    owner = json.load(open(path + ".owner"))
+    _bundle_write(path + ".owner", dict(owner, expires=time.time() - 1))
+    assert _journal.claim(path, "drain-n1", mine, 60)["token"] == mine
+    # A holder of this machine whose process is gone (a killed run) is taken over at once.
+    dead = "%s:%d:%s" % (here, 2 ** 22 + 1, "d" * 16)
+    _bundle_write(path + ".owner", {"token": dead, "since": "x", "expires": time.time() + 600})
+    assert _journal.claim(path, "drain-n1", other, 60)["token"] == other
+    _journal.claim(path, "drain-n1", other, 60, release=True)
     assert not os.path.exists(path + ".owner")
 
 
-def test_playbook_pid_is_the_topmost_ansible_playbook():
-    assert _journal.playbook_pid() is None  # pytest is not ansible-playbook
+def _bundle_write(path, data):
+    with open(path, "w") as handle:
+        json.dump(data, handle)

@@ -172,3 +172,35 @@ def test_imbalance_is_the_standard_deviation():
     values = [750 / 1024, 0, 0, 0]
     mean = sum(values) / 4
     assert math.isclose(_planner.imbalance(hosts.values()), math.sqrt(sum((v - mean) ** 2 for v in values) / 4))
+
+
+@settings(max_examples=150, deadline=None)
+@given(fleets(), st.integers(1, 5), st.data())
+def test_shares_hold_every_move_once_and_a_part_of_every_wave(fleet, count, data):
+    hosts = sorted(fleet["hosts"])
+    plan = _planner.drain_plan(fleet, data.draw(st.lists(st.sampled_from(hosts), min_size=1, max_size=2, unique=True)))
+    shares = [_planner.share(plan, index, count) for index in range(1, count + 1)]
+    ids = [m["id"] for part in shares for m in part["moves"]]
+    assert sorted(ids) == sorted(m["id"] for m in plan["moves"]) and len(set(ids)) == len(ids)
+    for wave in {m["wave"] for m in plan["moves"]}:
+        sizes = [len([m for m in part["moves"] if m["wave"] == wave]) for part in shares]
+        assert max(sizes) - min(sizes) <= max(m["rss_bytes"] for m in plan["moves"]) // max(min(m["rss_bytes"] for m in plan["moves"]), 1) + 1
+        assert sum(sizes) == len([m for m in plan["moves"] if m["wave"] == wave])
+    assert shares == [_planner.share(plan, index, count) for index in range(1, count + 1)]  # every job computes the same split
+    assert all(len(m["id"]) <= 128 for m in plan["moves"])
+
+
+def test_share_deals_each_wave_and_refuses_a_bad_share():
+    moves = [{"id": "m%d" % i, "wave": 1 + i // 4, "rss_bytes": MIB * (i + 1)} for i in range(8)]
+    plan = {"moves": moves, "waves": 2}
+    first, second = _planner.share(plan, 1, 2), _planner.share(plan, 2, 2)
+    assert [m["id"] for m in first["moves"]] == ["m3", "m0", "m7", "m4"] and [m["id"] for m in second["moves"]] == ["m2", "m1", "m6", "m5"]
+    assert first["share"] == "1/2"
+    with pytest.raises(_planner.PlanError, match="share: 3 of 2"):
+        _planner.share(plan, 3, 2)
+
+
+def test_move_id_is_a_checkpoint_id():
+    assert _planner.move_id("redis", "node1", "node2") == "redis-node1-to-node2"
+    long = _planner.move_id("c" * 253, "node1", "node2")
+    assert len(long) == 128 and long != _planner.move_id("c" * 252 + "d", "node1", "node2")
