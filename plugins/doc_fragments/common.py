@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """Options shared by the modules; their argument spec is module_utils/_engines.py's COMMON_ARGS."""
+    """Options shared by the modules; their argument spec is module_utils/_engines.py's COMMON_ARGS (the engine registry)."""
 
     IMAGES = r"""
 options:

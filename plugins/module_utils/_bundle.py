@@ -20,6 +20,7 @@ import typing as t
 
 # The receiving end is installed alone on hosts, so the naming rules live there.
 from ansible_collections.ferry.migrate.plugins.module_utils import _wire
+from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -86,15 +87,6 @@ def describe_files(path: str) -> list[dict[str, t.Any]]:
         os.chmod(full, 0o600)
         files.append({"name": name, "size": os.path.getsize(full), "sha256": sha256_file(full)})
     return files
-
-
-def write_json_atomic(path: str, data: t.Any) -> None:
-    tmp = path + ".tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def finalise(images_dir: str, checkpoint_id: str, manifest: dict[str, t.Any]) -> dict[str, t.Any]:

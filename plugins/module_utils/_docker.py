@@ -6,20 +6,26 @@
 Docker can checkpoint a container and start it again from a checkpoint, but only on the host that
 holds it, and its restore from a custom ``--checkpoint-dir`` is broken upstream. So the source's
 checkpoint directory travels in the bundle with the container's file changes (overlay2's upper
-directory) and its ``docker inspect``; the target re-creates the container from that inspect, puts
-both back where Docker looks for them and starts it from the checkpoint.
+directory) and its ``docker inspect``; the target re-creates the container from that whole inspect
+(Config, HostConfig, its networks) through the Docker Engine API, so no setting is lost in a
+translation to command-line flags, puts both back where Docker looks for them and starts it from the
+checkpoint. What cannot exist on another host (another container's namespaces or volumes, legacy
+links) is refused before the freeze, by name.
 
-Argument builders are plain functions, one formatter per setting, unit-tested without Docker.
+Request builders are plain functions, unit-tested without Docker.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import time
 import typing as t
+import urllib.parse
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, criu_stats, restart_policy, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, criu_stats, restart_policy, tree_cpu, tree_rss
 
 MIN_API_VERSION = (1, 40)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -46,81 +52,66 @@ def checkpoint_args(container: str, name: str, options: dict[str, t.Any]) -> lis
     return ["checkpoint", "create"] + (["--leave-running"] if options.get("leave_running") else []) + [container, name]
 
 
-def _publish(port: str, binding: dict[str, str]) -> str:
-    host = ":".join(part for part in (binding.get("HostIp") or "", binding.get("HostPort") or "") if part or binding.get("HostIp"))
-    return "%s:%s" % (host, port) if host else port
-
-
-def _mount(mount: dict[str, t.Any]) -> str | None:
-    kind = mount.get("Type")
-    if kind == "bind":
-        spec = "type=bind,source=%s,target=%s" % (mount["Source"], mount["Destination"])
-        if mount.get("Propagation"):
-            spec += ",bind-propagation=" + mount["Propagation"]
-    elif kind == "volume":
-        spec = "type=volume,source=%s,target=%s" % (mount["Name"], mount["Destination"])
-    else:  # tmpfs mounts come from HostConfig.Tmpfs
-        return None
-    return spec + ("" if mount.get("RW", True) else ",readonly")
-
-
-def create_args(inspect: dict[str, t.Any], checkpoint_id: str) -> list[str]:
-    """``docker create`` arguments that re-create the container ``inspect`` describes, with its name,
-    image (by ID), command, environment, labels, mounts, network and limits. Options are written
-    ``--opt=value`` so no value can be read as an option."""
-    config = inspect.get("Config") or {}
+def cannot_move(inspect: dict[str, t.Any]) -> list[str]:
+    """The container's settings that cannot be re-created on another host, each named with why."""
     host = inspect.get("HostConfig") or {}
-    args = ["create", "--name=" + inspect["Name"].lstrip("/"), "--label=%s=%s" % (LABEL, checkpoint_id)]
+    problems = []
+    for key in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
+        value = host.get(key) or ""
+        if value.startswith("container:"):
+            problems.append("HostConfig.%s=%s joins another container's namespace, which stays on this host" % (key, value))
+        elif value == "host" and key != "NetworkMode":
+            problems.append("HostConfig.%s=host shares this host's namespace, which CRIU cannot move" % key)
+    if host.get("VolumesFrom"):
+        problems.append("HostConfig.VolumesFrom=%s mounts other containers' volumes" % ",".join(host["VolumesFrom"]))
+    if host.get("Links"):
+        problems.append("HostConfig.Links=%s links to other containers (legacy links)" % ",".join(host["Links"]))
+    return problems
 
-    def each(option: str, values: t.Iterable[t.Any] | None) -> None:
-        args.extend("--%s=%s" % (option, value) for value in values or ())
 
-    def one(option: str, value: t.Any) -> None:
-        if value:
-            args.append("--%s=%s" % (option, value))
+def create_request(inspect: dict[str, t.Any], checkpoint_id: str) -> tuple[dict[str, t.Any], dict[str, dict[str, t.Any]]]:
+    """The Docker Engine API's ``POST /containers/create`` body that re-creates the container
+    ``inspect`` describes - its whole Config and HostConfig, by image ID, labelled as this checkpoint's -
+    and the endpoints of the networks to connect it to before it starts (the API creates a container
+    on one network)."""
+    body = dict(inspect.get("Config") or {})
+    body["Image"] = inspect["Image"]
+    body["Labels"] = dict(body.get("Labels") or {}, **{LABEL: checkpoint_id})
+    body["HostConfig"] = dict(inspect.get("HostConfig") or {})
+    endpoints = {}
+    for network, settings in sorted(((inspect.get("NetworkSettings") or {}).get("Networks") or {}).items()):
+        # Docker adds the container's short ID as an alias by itself; that one is not the user's.
+        aliases = [alias for alias in settings.get("Aliases") or () if alias != inspect.get("Id", "")[:12]]
+        endpoints[network] = {key: value for key, value in (("IPAMConfig", settings.get("IPAMConfig")), ("Aliases", aliases or None),
+                                                            ("Links", settings.get("Links")), ("DriverOpts", settings.get("DriverOpts")))
+                              if value}
+    mode = body["HostConfig"].get("NetworkMode") or "default"
+    first = mode if mode in endpoints else "bridge" if mode == "default" and "bridge" in endpoints else None
+    body["NetworkingConfig"] = {"EndpointsConfig": {first: endpoints.pop(first)} if first else {}}
+    return body, endpoints
 
-    one("hostname", config.get("Hostname"))
-    one("domainname", config.get("Domainname"))
-    one("user", config.get("User"))
-    one("workdir", config.get("WorkingDir"))
-    one("stop-signal", config.get("StopSignal"))
-    each("env", config.get("Env"))
-    each("label", ("%s=%s" % item for item in sorted((config.get("Labels") or {}).items()) if item[0] != LABEL))
-    if config.get("Tty"):
-        args.append("--tty")
-    if config.get("OpenStdin"):
-        args.append("--interactive")
 
-    network = host.get("NetworkMode") or "default"
-    args.append("--network=" + network)
-    settings = ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
-    one("ip", (settings.get("IPAMConfig") or {}).get("IPv4Address"))
-    # Docker adds the container's short ID as an alias by itself; that one is not the user's.
-    each("network-alias", (alias for alias in settings.get("Aliases") or () if alias != inspect.get("Id", "")[:12]))
-    each("publish", (_publish(port, binding) for port, bindings in sorted((host.get("PortBindings") or {}).items())
-                     for binding in bindings or ()))
-    each("add-host", host.get("ExtraHosts"))
-    each("dns", host.get("Dns"))
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP to the Docker daemon's unix socket (the Engine API), with the standard library only."""
 
-    each("mount", (spec for spec in map(_mount, inspect.get("Mounts") or ()) if spec))
-    each("tmpfs", ("%s:%s" % (path, opts) if opts else path for path, opts in sorted((host.get("Tmpfs") or {}).items())))
+    def __init__(self, path: str, timeout: float = 300.0):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
 
-    one("restart", restart_policy(host))
-    each("cap-add", host.get("CapAdd"))
-    each("cap-drop", host.get("CapDrop"))
-    each("security-opt", host.get("SecurityOpt"))
-    each("ulimit", ("%s=%d:%d" % (limit["Name"], limit["Soft"], limit["Hard"]) for limit in host.get("Ulimits") or ()))
-    one("memory", host.get("Memory"))
-    one("cpus", host.get("NanoCpus") and "%g" % (host["NanoCpus"] / 1e9))
-    one("shm-size", host.get("ShmSize"))
-    for flag, key in (("--privileged", "Privileged"), ("--init", "Init"), ("--read-only", "ReadonlyRootfs")):
-        if host.get(key):
-            args.append(flag)
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.socket_path)
+        self.sock = sock
 
-    # The effective entrypoint and command are in Config; an empty entrypoint must stay empty.
-    entrypoint = config.get("Entrypoint") or []
-    args.append("--entrypoint=" + (entrypoint[0] if entrypoint else ""))
-    return args + [inspect["Image"]] + entrypoint[1:] + (config.get("Cmd") or [])
+
+def socket_path(docker_host: str | None) -> str:
+    """The daemon's socket, as the docker CLI finds it (DOCKER_HOST, else the default)."""
+    if docker_host and docker_host.startswith("unix://"):
+        return docker_host[len("unix://"):]
+    if docker_host:
+        raise EngineError("DOCKER_HOST=%s: the docker engine talks to a local daemon through its unix socket" % docker_host)
+    return "/var/run/docker.sock"
 
 
 def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -145,11 +136,13 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "cpu": tree_cpu(pid) if running else 0.0,
         "checkpointed": False,
         "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
+        "cannot_move": cannot_move(inspect),
     }
 
 
 class DockerEngine(ImageEngine):
     name = tool = "docker"
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec"], "identity": "container ID"}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):
@@ -164,6 +157,27 @@ class DockerEngine(ImageEngine):
         self.root = info["DockerRootDir"]
         self.driver = info.get("Driver")
         self.api_version = server.get("ApiVersion")
+
+    def _api(self, method: str, path: str, body: t.Any = None, query: dict[str, str] | None = None) -> t.Any:
+        """One Engine API call (the version the daemon speaks); Docker's own message on failure."""
+        url = "/v%s%s%s" % (self.api_version, path, "?" + urllib.parse.urlencode(query) if query else "")
+        connection = _UnixHTTPConnection(socket_path(os.environ.get("DOCKER_HOST")))
+        try:
+            connection.request(method, url, body=json.dumps(body) if body is not None else None,
+                               headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        except OSError as exc:
+            raise EngineError("Docker Engine API %s %s: %s" % (method, path, exc)) from exc
+        finally:
+            connection.close()
+        if response.status >= 400:
+            try:
+                message = json.loads(text).get("message", text)
+            except ValueError:
+                message = text
+            raise EngineError("Docker Engine API %s %s: %d %s" % (method, path, response.status, message.strip()))
+        return json.loads(text) if text.strip() else None
 
     def _tar(self, args: list[str], what: str) -> None:
         rc, out, err = self.module.run_command(["tar"] + TAR_OPTIONS + args)
@@ -194,6 +208,8 @@ class DockerEngine(ImageEngine):
         info = summarise(inspect)
         if info["state"] != "running":
             raise EngineError("container %s is %s, not running" % (container, info["state"]))
+        if info["cannot_move"]:
+            raise EngineError("container %s cannot be re-created on another host: %s" % (container, "; ".join(info["cannot_move"])))
         upper = ((inspect.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
         if not upper:
             raise EngineError("container %s uses storage driver %s; the docker engine carries a container's file "
@@ -244,8 +260,17 @@ class DockerEngine(ImageEngine):
             raise EngineError("a container named %s already exists on this host" % name)
         with open(os.path.join(bundle_dir, INSPECT_FILE), encoding="utf-8") as handle:
             inspect = json.load(handle)
-        created = self._run(create_args(inspect, manifest["id"]), "docker create").strip().splitlines()[-1]
+        body, networks = create_request(inspect, manifest["id"])
+        # By name when the name means the same image here, so the container reads as it did on the source.
+        named = (inspect.get("Config") or {}).get("Image")
+        rc, out, _err = self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", named or ""])
+        if named and rc == 0 and out.strip() == inspect["Image"]:
+            body["Image"] = named
+        created = self._api("POST", "/containers/create", body, {"name": name})["Id"]
         try:
+            for network, endpoint in networks.items():
+                self._api("POST", "/networks/%s/connect" % urllib.parse.quote(network, safe=""),
+                          {"Container": created, "EndpointConfig": endpoint})
             fresh = self._inspect([created])[0]
             self._tar(["--extract", "--file", os.path.join(bundle_dir, ROOTFS_FILE),
                        "--directory", fresh["GraphDriver"]["Data"]["UpperDir"]], "unpacking the container's file changes")

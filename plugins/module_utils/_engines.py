@@ -1,24 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) Ferry developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The engine interface every container kind implements, and the shared module plumbing.
-
-An engine knows how to describe a container, checkpoint it into a bundle directory, restore it from
-one, resume it where it was checkpointed (rollback), and remove what a checkpoint left on a host.
-Modules stay thin: they validate input, pick the engine, call one method and report.
-"""
+"""The engine registry: every engine by name, what each can do, and the arguments modules share."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu
+from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engine, criu_for
+from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine
+from ansible_collections.ferry.migrate.plugins.module_utils._tree import TreeEngine
 
-ENGINES = ("podman", "docker", "criu")
+REGISTRY: dict[str, type[Engine]] = {engine.name: engine for engine in (PodmanEngine, DockerEngine, TreeEngine)}
+ENGINES = tuple(REGISTRY)
 
 # Shared by every module that touches checkpoints.
 COMMON_ARGS = dict(
@@ -28,262 +23,10 @@ COMMON_ARGS = dict(
 )
 
 
-class EngineError(Exception):
-    """A step failed; ``detail`` carries the tool's own words (stderr, CRIU log tail)."""
-
-    def __init__(self, message: str, detail: str = ""):
-        super().__init__(message)
-        self.detail = detail
-
-
-class Engine:
-    name = ""
-
-    def __init__(self, module: t.Any, criu: _criu.Criu):
-        self.module = module
-        self.criu = criu
-
-    def describe(self, container: str) -> dict[str, t.Any] | None:
-        """What a planner and a manifest need; None when there is no such container."""
-        raise NotImplementedError
-
-    def list(self) -> list[dict[str, t.Any]]:
-        raise NotImplementedError
-
-    def image_ids(self) -> list[str]:
-        """Images present on this host; engines without images have none."""
-        return []
-
-    def network_names(self) -> list[str]:
-        """Container networks defined on this host; engines without networks have none."""
-        return []
-
-    def checkpoint(self, container: str, bundle_dir: str, options: dict[str, t.Any]) -> dict[str, t.Any]:
-        """Write the container's checkpoint files into ``bundle_dir``; return manifest fields."""
-        raise NotImplementedError
-
-    def restore(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
-        raise NotImplementedError
-
-    def resume(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
-        """Run the checkpointed container again on the host it was checkpointed on."""
-        raise NotImplementedError
-
-    def running(self, manifest: dict[str, t.Any]) -> bool:
-        raise NotImplementedError
-
-    def exists(self, manifest: dict[str, t.Any]) -> bool:
-        """Something of the checkpoint's container is on this host, running or not."""
-        raise NotImplementedError
-
-    def remove(self, manifest: dict[str, t.Any]) -> bool:
-        """Stop and remove this host's container of the checkpoint; True when something was removed."""
-        raise NotImplementedError
-
-
-def is_container(inspect: dict[str, t.Any], key: str) -> bool:
-    """``key`` is this inspected container's name, or its ID (12 characters or more).
-
-    The engines also take any prefix of an ID, so a container named ``c1`` would otherwise be
-    found on a host where another container's ID starts with c1.
-    """
-    return key == (inspect.get("Name") or "").lstrip("/") or (len(key) >= 12 and (inspect.get("Id") or "").startswith(key))
-
-
-class ImageEngine(Engine):
-    """An engine driven through a container tool's command line (podman, docker): containers with
-    images, inspected as JSON. Subclasses set ``tool`` and ``summarise`` (inspect -> summary)."""
-
-    tool = ""
-    IMAGE_FILE = "image.tar"  # the image in a bundle, for targets that lack it
-
-    def __init__(self, module: t.Any, criu: _criu.Criu):
-        super().__init__(module, criu)
-        self.binary = module.get_bin_path(self.tool, required=True)
-
-    @staticmethod
-    def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
-        raise NotImplementedError
-
-    def _run(self, args: list[str], what: str) -> str:
-        rc, out, err = self.module.run_command([self.binary] + args)
-        if rc != 0:
-            words = (err or out).strip()
-            # CRIU's words last: callers that shorten the detail keep its end.
-            raise EngineError("%s: %s exited with %d: %s" % (what, self.tool, rc, (words.splitlines() or [""])[-1]),
-                              words[-3000:] + "\n" + _criu.runc_log_errors(words))
-        return out
-
-    def _json(self, args: list[str], what: str) -> t.Any:
-        return json.loads(self._run(args, what) or "null")
-
-    def _inspect(self, names: list[str]) -> list[dict[str, t.Any]]:
-        if not names:
-            return []
-        rc, out, _err = self.module.run_command([self.binary, "container", "inspect"] + names)
-        found = json.loads(out) if rc == 0 and out.strip() else []
-        return [item for item in found if any(is_container(item, key) for key in names)]
-
-    def describe(self, container):
-        found = self._inspect([container])
-        return self.summarise(found[0]) if found else None
-
-    def list(self):
-        ids = self._run(["ps", "-a", "-q", "--no-trunc"], self.tool + " ps").split()
-        return [self.summarise(item) for item in self._inspect(ids)]
-
-    def image_ids(self):
-        ids = self._run(["images", "-q", "--no-trunc"], self.tool + " images").split()
-        return sorted({image.split(":", 1)[-1] for image in ids})
-
-    def network_names(self):
-        return sorted(self._run(["network", "ls", "--format", "{{.Name}}"], self.tool + " network ls").split())
-
-    def image_present(self, image_id: str) -> bool:
-        return self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", image_id])[0] == 0
-
-    def ensure_image(self, bundle_dir: str, image_id: str) -> bool:
-        """The checkpoint's image is here, loaded from the bundle when it was not; True when loaded."""
-        if self.image_present(image_id):
-            return False
-        archive = os.path.join(bundle_dir, self.IMAGE_FILE)
-        if not os.path.exists(archive):
-            raise EngineError("image %s is not on this host and the checkpoint does not carry it "
-                              "(checkpoint with include_image)" % image_id)
-        self._run(["load", "-q", "-i", archive], self.tool + " load")
-        if not self.image_present(image_id):
-            raise EngineError("loading the checkpoint's image did not give image %s" % image_id)
-        return True
-
-
-def restart_policy(host_config: dict[str, t.Any]) -> str | None:
-    """The ``--restart`` value of a container, None when Docker never restarts it."""
-    policy = host_config.get("RestartPolicy") or {}
-    if policy.get("Name") in (None, "", "no"):
-        return None
-    retries = policy.get("MaximumRetryCount") or 0
-    return policy["Name"] + (":%d" % retries if policy["Name"] == "on-failure" and retries else "")
-
-
-def criu_for(module: t.Any) -> _criu.Criu:
-    binary = _criu.find_binary(module.params.get("criu_path"))
-    if not binary:
-        module.fail_json(msg="no CRIU binary found (criu_path=%s); run role ferry.migrate.criu_host"
-                         % module.params.get("criu_path"))
-    try:
-        return _criu.Criu(binary)
-    except _criu.CriuError as exc:
-        module.fail_json(msg=str(exc))
-    raise AssertionError("unreachable")
-
-
-# Podman's own rule for names (IDs are hex, so they match too). Anything else could be read by the
-# engine's command line as an option ("-l" is podman's "latest container").
-CONTAINER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}\Z")
-
-
-def check_container(module: t.Any, option: str) -> str | None:
-    """The container name in ``option``, failing the module naming it when it is not a plain name."""
-    name = module.params.get(option)
-    if name is not None and not CONTAINER_NAME.match(name):
-        module.fail_json(msg="%s must be a container name or ID of [A-Za-z0-9_.-] starting with a letter or digit, not %r"
-                         % (option, name))
-    return name
-
-
-def check_checkpoint_id(module: t.Any, checkpoint_id: str) -> str:
-    """``checkpoint_id`` when it names a bundle, else the module fails naming the option."""
-    try:
-        return _bundle.check_id(checkpoint_id)
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="checkpoint_id: %s" % exc)
-    return checkpoint_id  # not reached
+def capabilities(name: str) -> dict[str, t.Any]:
+    """What engine ``name`` can do (see ``Engine.capabilities``)."""
+    return dict(REGISTRY[name].capabilities)
 
 
 def engine_for(module: t.Any) -> Engine:
-    # Imported here: each engine module imports this one for the base class.
-    from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _podman, _tree  # pylint: disable=import-outside-toplevel
-    classes = {"podman": _podman.PodmanEngine, "docker": _docker.DockerEngine, "criu": _tree.TreeEngine}
-    return classes[module.params["engine"]](module, criu_for(module))
-
-
-def fail(module: t.Any, phase: str, exc: Exception, **extra: t.Any) -> None:
-    """Fail naming the phase and the cause, with the tool's own words when there are some."""
-    detail = getattr(exc, "detail", "") or getattr(exc, "log", "")
-    module.fail_json(msg="%s failed: %s" % (phase, exc), phase=phase, detail=detail, **extra)
-
-
-def bundle_manifest(module: t.Any, images_dir: str, checkpoint_id: str) -> tuple[str, dict[str, t.Any]]:
-    """The final bundle's path and its manifest after full verification, or a failure naming why."""
-    path = _bundle.final_path(images_dir, checkpoint_id)
-    try:
-        manifest = _bundle.load_manifest(path)
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="checkpoint %s: %s" % (checkpoint_id, exc), phase="verify")
-    problems = _bundle.verify(path, manifest)
-    if problems:
-        module.fail_json(msg="checkpoint %s does not verify: %s" % (checkpoint_id, "; ".join(problems)),
-                         phase="verify", problems=problems)
-    return path, manifest
-
-
-def now() -> float:
-    return round(time.time(), 3)
-
-
-def criu_stats(images_dir: str, name: str) -> dict[str, int]:
-    """CRIU's own statistics image (``stats-dump`` / ``stats-restore``) as a flat dict of integers."""
-    path = os.path.join(images_dir, name)
-    if not _criu.HAS_PYCRIU or not os.path.exists(path):
-        return {}
-    with open(path, "rb") as handle:
-        entry = _criu.pycriu.images.load(handle)["entries"][0]
-    return {key: value for part in entry.values() for key, value in part.items() if isinstance(value, int)}
-
-
-def tree_pids(pid: int) -> list[int]:
-    """A process and all its descendants."""
-    pids, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        pids.append(current)
-        try:
-            for task in os.listdir("/proc/%d/task" % current):
-                with open("/proc/%d/task/%s/children" % (current, task), encoding="ascii") as handle:
-                    todo.extend(int(child) for child in handle.read().split())
-        except OSError:
-            continue
-    return pids
-
-
-def tree_cpu(pid: int | None) -> float:
-    """CPU cores a process tree used on average over each process's lifetime (a cheap load estimate)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    with open("/proc/uptime", encoding="ascii") as handle:
-        uptime = float(handle.read().split()[0])
-    total = 0.0
-    for current in tree_pids(pid) if pid else []:
-        try:
-            with open("/proc/%d/stat" % current, encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is field 3 of proc(5): utime and stime are 14 and 15, starttime 22.
-        lifetime = uptime - int(fields[19]) / ticks
-        if lifetime > 0:
-            total += (int(fields[11]) + int(fields[12])) / ticks / lifetime
-    return round(total, 3)
-
-
-def tree_rss(pid: int | None) -> int:
-    """Resident memory of a process tree in bytes (what a checkpoint has to carry, roughly)."""
-    total = 0
-    for current in tree_pids(pid) if pid else []:
-        try:
-            with open("/proc/%d/status" % current, encoding="ascii", errors="replace") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+    return REGISTRY[module.params["engine"]](module, criu_for(module))

@@ -11,6 +11,8 @@ import os
 import time
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
+
 # Beside the checkpoints, which are host-local state that survives reboots (unlike /run) and, on the
 # lab, is private to each host (unlike /etc). Checkpoint IDs cannot start with a dot.
 CORDON_MARK = ".cordoned"
@@ -68,9 +70,7 @@ def set_cordon(images_dir: str, reason: str | None) -> None:
             os.unlink(path)
         return
     os.makedirs(images_dir, mode=0o700, exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump({"reason": reason, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, handle)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(path, {"reason": reason, "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
 def facts(images_dir: str) -> dict[str, t.Any]:

@@ -18,7 +18,7 @@ import re
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._bundle import write_json_atomic
+from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
 # A migration is in flight from "migrating" until it ends in one of the final statuses.
 # "refused": the migration's preflight said no, before anything was frozen or written.
@@ -44,14 +44,16 @@ def read(path: str) -> dict[str, t.Any]:
     return data
 
 
-def update(path: str, key: str, status: str, fields: dict[str, t.Any], check_mode: bool = False) -> tuple[bool, dict[str, t.Any]]:
-    """Set entry ``key`` to ``status`` with ``fields``; returns (changed, journal)."""
+def update(path: str, key: str, status: str, fields: dict[str, t.Any],
+           check_mode: bool = False) -> tuple[bool, dict[str, t.Any], dict[str, t.Any] | None]:
+    """Set entry ``key`` to ``status`` with ``fields``; returns (changed, journal, the entry before)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with open(os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         journal = read(path)
-        entry = journal["entries"].get(key, {})
+        before = journal["entries"].get(key)
+        entry = before or {}
         wanted = dict(entry, **fields)
         wanted["status"] = status
         changed = {k: v for k, v in entry.items() if k not in ("history", "updated")} != \
@@ -62,7 +64,12 @@ def update(path: str, key: str, status: str, fields: dict[str, t.Any], check_mod
             journal["entries"][key] = wanted
             if not check_mode:
                 write_json_atomic(path, journal)
-    return changed, journal
+    return changed, journal, before
+
+
+def entry_text(entry: dict[str, t.Any] | None) -> str:
+    """An entry as diff mode shows it."""
+    return json.dumps(entry, indent=1, sort_keys=True, default=str) + "\n" if entry else "no entry\n"
 
 
 def in_flight(journal: dict[str, t.Any]) -> list[dict[str, t.Any]]:

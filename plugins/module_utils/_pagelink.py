@@ -24,6 +24,7 @@ import time
 import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 from ansible_collections.ferry.migrate.plugins.module_utils._relay import Relay, RelayError
 
 METHODS = ("stream", "post_copy")
@@ -46,11 +47,7 @@ def read_state(images_dir: str, checkpoint_id: str) -> dict[str, t.Any] | None:
 
 
 def _write_state(images_dir: str, checkpoint_id: str, state: dict[str, t.Any]) -> None:
-    path = state_path(images_dir, checkpoint_id)
-    tmp = path + ".tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    os.replace(tmp, path)
+    write_json_atomic(state_path(images_dir, checkpoint_id), state)
 
 
 def alive(pid: int | None) -> bool:

@@ -13,7 +13,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import EngineError, ImageEngine, restart_policy, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, restart_policy, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -84,11 +84,14 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "cpu": tree_cpu(pid) if state.get("Status") == "running" else 0.0,
         "checkpointed": bool(state.get("Checkpointed")),
         "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
+        "cannot_move": [],  # podman's own checkpoint archive carries the container's whole configuration
     }
 
 
 class PodmanEngine(ImageEngine):
     name = tool = "podman"
+    # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID.
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec"], "identity": "container ID"}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

@@ -11,15 +11,17 @@ serves on: they move with it (see _address), so its clients' connections survive
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import tempfile
 import threading
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
-from ansible_collections.ferry.migrate.plugins.module_utils._engines import Engine, EngineError, criu_stats, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import CONTAINER_NAME, Engine, EngineError, criu_stats, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._files import write_atomic
 
 DEFAULT_TREE_DIR = "/run/ferry/trees"
 
@@ -35,10 +37,7 @@ def read_pid(pidfile: str) -> int | None:
 
 def write_pid(pidfile: str, pid: int) -> None:
     os.makedirs(os.path.dirname(pidfile), mode=0o755, exist_ok=True)
-    tmp = pidfile + ".tmp"
-    with open(tmp, "w", encoding="ascii") as handle:
-        handle.write("%d\n" % pid)
-    os.replace(tmp, pidfile)
+    write_atomic(pidfile, "%d\n" % pid, 0o644)
 
 
 def tree_state(pid: int | None) -> str:
@@ -108,19 +107,30 @@ def _loopback_config(images_dir: str) -> str:
     return path
 
 
+def pid_file_name(name: str) -> str:
+    """A tree's pidfile name: the tree's name (a container name, up to 253 characters) within the 255
+    a file name may have, and the same on every host."""
+    if not CONTAINER_NAME.match(name or ""):
+        raise EngineError("name %r must be a container name of [A-Za-z0-9_.-] starting with a letter or digit" % (name,))
+    if len(name) <= 128:
+        return name + ".pid"
+    return "%s-%s.pid" % (name[:111], hashlib.sha256(name.encode("ascii")).hexdigest()[:16])
+
+
 class TreeEngine(Engine):
     name = "criu"
+    # A tree runs on the host itself, found through its pidfile; CRIU's page server and lazy pages move its memory.
+    capabilities = {"methods": ["post_copy", "stream", "stop_and_copy"], "carries_image": False, "exec": [], "identity": "pidfile"}
 
     def _pidfile(self, name: str) -> str:
-        return self.module.params.get("pidfile") or os.path.join(
-            self.module.params.get("tree_dir") or DEFAULT_TREE_DIR, _bundle.check_id(name) + ".pid")
+        return self.module.params.get("pidfile") or os.path.join(self.module.params.get("tree_dir") or DEFAULT_TREE_DIR, pid_file_name(name))
 
     def _summary(self, name: str, pidfile: str) -> dict:
         pid = read_pid(pidfile)
         return {"engine": "criu", "name": name, "id": name, "pidfile": pidfile, "pid": pid,
                 "state": tree_state(pid), "image_id": None, "image_name": None, "labels": {},
                 "addresses": read_addresses(pidfile), "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid),
-                "checkpointed": False}
+                "checkpointed": False, "cannot_move": []}
 
     def _moving(self, info, here):
         """Put the tree's addresses on this host (``here``) or take them off it."""
@@ -139,7 +149,7 @@ class TreeEngine(Engine):
     def list(self):
         tree_dir = self.module.params.get("tree_dir") or DEFAULT_TREE_DIR
         names = sorted(f[:-4] for f in os.listdir(tree_dir) if f.endswith(".pid")) if os.path.isdir(tree_dir) else []
-        return [self._summary(name, os.path.join(tree_dir, name + ".pid")) for name in names]
+        return [self._summary(name, os.path.join(tree_dir, pid_file_name(name))) for name in names]
 
     def checkpoint(self, container, bundle_dir, options):
         info = self.describe(container)

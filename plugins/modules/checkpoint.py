@@ -232,7 +232,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _transport
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _transport
 
 
 def _sender(module, send):
@@ -282,9 +282,9 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    _engines.check_container(module, "container")
+    _engine.check_container(module, "container")
     checkpoint_id = params["container"] if params["checkpoint_id"] is None else params["checkpoint_id"]
-    _engines.check_checkpoint_id(module, checkpoint_id)
+    _engine.check_checkpoint_id(module, checkpoint_id)
     images_dir = params["images_dir"]
     path = _bundle.final_path(images_dir, checkpoint_id)
 
@@ -310,8 +310,8 @@ def main():
         module.exit_json(changed=True, path=path)
 
     method = params["method"]
-    if method != "stop_and_copy" and engine.name != "criu":
-        module.fail_json(msg="method: %s needs engine criu; %s offers stop_and_copy only" % (method, engine.name))
+    if method not in engine.capabilities["methods"]:
+        module.fail_json(msg="method: engine %s offers %s only, not %s" % (engine.name, " and ".join(engine.capabilities["methods"]), method))
     if method != "stop_and_copy" and params["leave_running"]:
         module.fail_json(msg="leave_running: a copy is taken with method stop_and_copy only")
     options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")}
@@ -326,7 +326,7 @@ def main():
             source_host=socket.gethostname(),
             options=options,
             frozen_at=None if params["leave_running"] else frozen_at,
-            checkpointed_at=_engines.now(),
+            checkpointed_at=_engine.now(),
         ))
 
     # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
@@ -349,16 +349,16 @@ def main():
     fields, bundle_dir, frozen = None, partial, False
     try:
         engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
-        frozen_at = _engines.now()
+        frozen_at = _engine.now()
         frozen = not params["leave_running"]  # from here on the container may have been stopped, if only for a moment
         started = time.monotonic()
         try:
             fields = engine.checkpoint(params["container"], partial, options_for_engine)
-        except _engines.EngineError as exc:
+        except _engine.EngineError as exc:
             if finished.get("error"):
-                raise _engines.EngineError("%s; %s runs on here" % (finished["error"], params["container"]), exc.detail) from exc
+                raise _engine.EngineError("%s; %s runs on here" % (finished["error"], params["container"]), exc.detail) from exc
             if finished.get("manifest"):
-                raise _engines.EngineError(
+                raise _engine.EngineError(
                     "post-copy failed after the target started: %s. The target's copy was stopped and %s resumed here "
                     "from its frozen state; what it did on the target since %s is lost" % (exc, params["container"], frozen_at),
                     exc.detail) from exc
@@ -368,15 +368,15 @@ def main():
             manifest, link = finished["manifest"], fields.get("page_link")
             fields = None  # the tree ended with its last page served: nothing to resume
             module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest),
-                             seconds=seconds, sent=finished["sent"], pages_done_at=_engines.now(), page_link=link)
+                             seconds=seconds, sent=finished["sent"], pages_done_at=_engine.now(), page_link=link)
         manifest = finalise(fields)
         bundle_dir, sent = path, None
         if receiver:
             try:
                 sent = _transport.send_bundle(receiver, path, manifest)
             except _transport.TransportError as exc:
-                raise _engines.EngineError("sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)) from exc
-    except (_engines.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
+                raise _engine.EngineError("sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)) from exc
+    except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
         if receiver:
             receiver.kill()  # the target's receiver sees the session end; the one-time key leaves this host
         resumed = ""
@@ -385,11 +385,11 @@ def main():
             try:
                 engine.resume(bundle_dir, dict(fields, id=checkpoint_id, options=options), options)
                 resumed = " (%s runs again from its checkpoint)" % params["container"]
-            except (_engines.EngineError, _criu.CriuError, OSError) as again:
+            except (_engine.EngineError, _criu.CriuError, OSError) as again:
                 resumed = " (and resuming %s failed too: %s)" % (params["container"], again)
         _bundle.remove_tree(partial)
-        _engines.fail(module, "checkpoint", _engines.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")),
-                      frozen=frozen)
+        _engine.fail(module, "checkpoint", _engine.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")),
+                     frozen=frozen)
     module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds,
                      sent=sent)
 

@@ -60,7 +60,7 @@ containers:
   sample:
     - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
        rss_bytes: 8450048, cpu: 0.02, addresses: [10.199.0.140], networks: [fabric], labels: {app: cache}, pid: 4242,
-       checkpointed: false, network_mode: bridge}
+       checkpointed: false, network_mode: bridge, cannot_move: []}
 images:
   description: IDs of the images on this host (engines V(podman) and V(docker)).
   returned: always
@@ -72,11 +72,20 @@ networks:
   type: list
   elements: str
   sample: [bridge, fabric, host, none]
+capabilities:
+  description:
+    - What the engine can do, for callers that must not guess it from its name - C(methods) (how its
+      memory can move, best first), C(carries_image) (a checkpoint can carry the image to a target
+      that lacks it), C(exec) (the argv that runs a command inside a container, before its ID; empty
+      when the container's processes run on the host) and C(identity) (what names it after a restore).
+  returned: always
+  type: dict
+  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec], identity: container ID}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _engines
+from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _engines
 
 
 def main():
@@ -89,7 +98,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    _engines.check_container(module, "name")
+    _engine.check_container(module, "name")
     engine = _engines.engine_for(module)
     try:
         if module.params["name"]:
@@ -98,9 +107,9 @@ def main():
         else:
             containers = engine.list()
         images, networks = engine.image_ids(), engine.network_names()
-    except _engines.EngineError as exc:
-        _engines.fail(module, "inspect", exc)
-    module.exit_json(changed=False, containers=containers, images=images, networks=networks)
+    except _engine.EngineError as exc:
+        _engine.fail(module, "inspect", exc)
+    module.exit_json(changed=False, containers=containers, images=images, networks=networks, capabilities=engine.capabilities)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ attributes:
   check_mode:
     support: full
     description: Reports whether the entry would change.
+  diff_mode:
+    support: full
+    description: The entry before and after (its status, fields and history).
 """
 
 EXAMPLES = r"""
@@ -130,18 +133,24 @@ def main():
     try:
         if params["lock"] and not module.check_mode:
             _journal.claim(params["path"], params["job"] or "", params["token"], params["lease"], release=params["lock"] == "release")
+        before = None
         if params["id"] is None:
             changed, journal = False, _journal.read(params["path"])
         else:
             _bundle.check_id(params["id"])
-            changed, journal = _journal.update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
+            changed, journal, before = _journal.update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
     except _bundle.BundleError as exc:
         module.fail_json(msg="id: %s" % exc)
     except _journal.LockError as exc:
         module.fail_json(msg="lock: %s" % exc)
     except (OSError, ValueError) as exc:
         module.fail_json(msg="path: %s" % exc)
-    module.exit_json(changed=changed, entries=journal["entries"], in_flight=_journal.in_flight(journal))
+    result = dict(changed=changed, entries=journal["entries"], in_flight=_journal.in_flight(journal))
+    if module._diff and params["id"] is not None:
+        header = "%s: %s" % (params["path"], params["id"])
+        result["diff"] = dict(before=_journal.entry_text(before), after=_journal.entry_text(journal["entries"].get(params["id"])),
+                              before_header=header, after_header=header)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _engines, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _engine, _engines, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._relay import AESGCM, RelayError
 
 _KEY = re.compile(r"^[0-9A-Fa-f]{32}\Z")
@@ -134,7 +134,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    _engines.check_checkpoint_id(module, params["checkpoint_id"])
+    _engine.check_checkpoint_id(module, params["checkpoint_id"])
     if params["state"] == "absent":
         present = _pagelink.read_state(params["images_dir"], params["checkpoint_id"]) is not None
         if not module.check_mode:

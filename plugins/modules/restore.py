@@ -127,7 +127,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engines, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _pagelink
 
 
 def _wait_marker(images_dir, checkpoint_id):
@@ -173,7 +173,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    _engines.check_checkpoint_id(module, params["checkpoint_id"])
+    _engine.check_checkpoint_id(module, params["checkpoint_id"])
     path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
 
     if params["state"] == "absent":
@@ -191,13 +191,13 @@ def main():
         if present and not module.check_mode:
             try:
                 engine.remove(manifest)
-            except (_engines.EngineError, OSError) as exc:
-                _engines.fail(module, "remove", exc)
+            except (_engine.EngineError, OSError) as exc:
+                _engine.fail(module, "remove", exc)
         module.exit_json(changed=bool(present))
 
     if params["wait"] > 0 and not module.check_mode:
         _wait_for_bundle(module, params["images_dir"], params["checkpoint_id"], params["wait"])
-    path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
+    path, manifest = _engine.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
     if params["engine"] and params["engine"] != manifest["engine"]:
         module.fail_json(msg="engine: the checkpoint was taken with engine %s, not %s" % (manifest["engine"], params["engine"]))
     params["engine"] = manifest["engine"]
@@ -220,9 +220,9 @@ def main():
     started = time.monotonic()
     try:
         result = (engine.resume if params["resume"] else engine.restore)(path, manifest, options)
-    except (_engines.EngineError, _criu.CriuError, OSError) as exc:
-        _engines.fail(module, "resume" if params["resume"] else "restore", exc)
-    module.exit_json(changed=True, running_at=_engines.now(), seconds=round(time.monotonic() - started, 3), **result)
+    except (_engine.EngineError, _criu.CriuError, OSError) as exc:
+        _engine.fail(module, "resume" if params["resume"] else "restore", exc)
+    module.exit_json(changed=True, running_at=_engine.now(), seconds=round(time.monotonic() - started, 3), **result)
 
 
 if __name__ == "__main__":

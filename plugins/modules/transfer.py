@@ -179,7 +179,7 @@ phase:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _engines, _transport
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _engine, _transport
 
 
 def main():
@@ -191,7 +191,7 @@ def main():
     problem = _transport.check_params(params)
     if problem:
         module.fail_json(msg=problem)
-    path, manifest = _engines.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
+    path, manifest = _engine.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
     try:
         channel = _transport.Channel(params["target"], params["port"], params["user"], "ferry-receive", params["timeout"],
                                      private_key=params["private_key"], private_key_file=params["private_key_file"],
@@ -199,7 +199,7 @@ def main():
                                      ssh_args=params["ssh_args"])
         sent = _transport.send_bundle(channel, path, manifest, params["compress"], module.check_mode)
     except (_transport.TransportError, OSError) as exc:
-        _engines.fail(module, "transfer", exc)
+        _engine.fail(module, "transfer", exc)
     module.exit_json(**_transport.summary(sent, _bundle.total_bytes(manifest), module.check_mode))
 
 

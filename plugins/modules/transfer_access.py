@@ -77,6 +77,9 @@ attributes:
   check_mode:
     support: full
     description: Reports whether the authorisation would change.
+  diff_mode:
+    support: full
+    description: This checkpoint's line of authorized_keys and its sudoers drop-in, before and after.
 seealso:
   - module: ferry.migrate.transfer
 """
@@ -123,7 +126,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _transport
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _files, _transport
 # Imported so that Ansible ships it with this module: it is installed on this host as the forced command.
 from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
@@ -232,6 +235,22 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None):
     return changed, others
 
 
+def current_grant(path, checkpoint_id):
+    """This checkpoint's lines of ``path`` as they are, for diff mode."""
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return "".join(line for line in handle if line.rstrip("\n").endswith(" " + MARK + checkpoint_id))
+
+
+def current_rule(checkpoint_id):
+    path = sudoers_path(checkpoint_id)
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
 def update_sudoers(checkpoint_id, wanted, check_mode):
     """Write (or, with None, remove) this checkpoint's sudoers drop-in; returns whether it changed."""
     path = sudoers_path(checkpoint_id)
@@ -246,16 +265,16 @@ def update_sudoers(checkpoint_id, wanted, check_mode):
     if wanted is None:
         os.unlink(path)
         return True
-    temporary = path + ".new"  # sudo ignores names with a dot while this is being written
-    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o440), "w", encoding="utf-8") as handle:
-        handle.write(wanted)
-    visudo = shutil.which("visudo", path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if visudo:
-        check = subprocess.run([visudo, "-c", "-q", "-f", temporary], capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            os.unlink(temporary)
-            raise OSError("visudo refused the rule for %s: %s" % (checkpoint_id, (check.stderr or check.stdout).strip()))
-    os.replace(temporary, path)
+
+    def visudo(temporary):
+        program = shutil.which("visudo", path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if program:
+            check = subprocess.run([program, "-c", "-q", "-f", temporary], capture_output=True, text=True, check=False)
+            if check.returncode != 0:
+                raise OSError("visudo refused the rule for %s: %s" % (checkpoint_id, (check.stderr or check.stdout).strip()))
+
+    # sudo ignores names with a dot, such as the temporary file's, while it is written and checked.
+    _files.write_atomic(path, wanted, 0o440, check=visudo)
     return True
 
 
@@ -316,15 +335,17 @@ def main():
         wanted = grant_line(public_key, source, command, checkpoint_id, time.time() + params["expires_in"])
         rule = sudoers_rule(user, command, checkpoint_id) if user != "root" else None
 
+    if module._diff:
+        before = {"keys": current_grant(authorized_keys, checkpoint_id), "sudoers": current_rule(checkpoint_id)}
     try:
         # The privilege first, the key that uses it last; on removal the key goes first.
-        changed = update_sudoers(checkpoint_id, rule, module.check_mode) if rule else False
+        changed_rule = update_sudoers(checkpoint_id, rule, module.check_mode) if rule else False
         changed_keys, others = update_authorized_keys(authorized_keys, checkpoint_id, wanted, module.check_mode, owner)
         if not rule:
-            changed = update_sudoers(checkpoint_id, None, module.check_mode) or changed
+            changed_rule = update_sudoers(checkpoint_id, None, module.check_mode) or changed_rule
     except OSError as exc:
         module.fail_json(msg="cannot write the grant for %s: %s" % (checkpoint_id, exc))
-    changed = changed or changed_keys
+    changed = changed_rule or changed_keys
 
     code = pkgutil.get_data(_wire.__name__.rsplit(".", 1)[0], "_wire.py")
     current = open(program, "rb").read() if os.path.exists(program) else None
@@ -332,12 +353,18 @@ def main():
         changed = True
         if not module.check_mode:
             _bundle.make_private_dir(images_dir)
-            with open(os.open(program + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "wb") as out:
-                out.write(code)
-            os.replace(program + ".tmp", program)
+            _files.write_atomic(program, code, 0o700)
     elif not others and current is not None and not module.check_mode:
         os.unlink(program)
     result = dict(changed=changed, program=program)
+    if module._diff:
+        # The key is public and the command is Ferry's own: nothing here is secret.
+        result["diff"] = [
+            dict(before_header=authorized_keys, after_header=authorized_keys, before=before["keys"],
+                 after=(wanted + "\n" if wanted else "") if changed_keys else before["keys"]),
+            dict(before_header=sudoers_path(checkpoint_id), after_header=sudoers_path(checkpoint_id), before=before["sudoers"],
+                 after=(rule or "") if changed_rule else before["sudoers"]),
+        ]
     if params["state"] == "present":
         result["host_keys"] = host_keys()
     module.exit_json(**result)

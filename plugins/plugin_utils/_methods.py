@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _engines
+
 # Best first: lowest downtime. Pre-copy would sit between post-copy and stream; Ferry does not run it
 # yet, so it is only ever reported as rejected, with the host's reason when it has one.
 METHODS = ("post_copy", "stream", "stop_and_copy")
@@ -20,10 +22,11 @@ class MethodError(Exception):
 
 def _why_not(method: str, engine: str, source: dict[str, t.Any], target: dict[str, t.Any], route: str) -> str | None:
     """Why ``method`` cannot move this container between these hosts; None when it can."""
+    offered = _engines.capabilities(engine)["methods"]
+    if method not in offered:
+        return "engine %s offers %s only" % (engine, " and ".join(offered))
     if method == "stop_and_copy":
         return None
-    if engine != "criu":
-        return "engine %s offers stop_and_copy only (its command line has neither page server nor lazy restore)" % engine
     if route != "direct":
         return "the page link needs the hosts to reach each other (route %s)" % route
     if method == "post_copy" and "post_copy" not in (target.get("methods") or []):
@@ -48,6 +51,8 @@ def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[s
     """
     if requested not in REQUESTS:
         raise MethodError("method must be one of %s, not %r" % (", ".join(REQUESTS), requested))
+    if engine not in _engines.ENGINES:
+        raise MethodError("engine must be one of %s, not %r" % (", ".join(_engines.ENGINES), engine))
     rejected = {}
     if not (source.get("features") or {}).get("mem_dirty_track"):
         rejected["pre_copy"] = "the source's kernel does not track dirty memory (no soft-dirty)"

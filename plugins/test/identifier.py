@@ -42,11 +42,11 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _engines, _transport, _wire
+from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _transport, _wire
 
 RULES = {
     "checkpoint_id": _wire.valid_id,
-    "container_name": lambda value: isinstance(value, str) and bool(_engines.CONTAINER_NAME.match(value)),
+    "container_name": lambda value: isinstance(value, str) and bool(_engine.CONTAINER_NAME.match(value)),
     "path": _transport.valid_command_path,
     "login_user": _transport.valid_user,
 }

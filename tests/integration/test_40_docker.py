@@ -1,4 +1,5 @@
 """The docker engine on the lab: each lab host runs its own Docker daemon (experimental mode)."""
+import json
 import time
 
 import pytest
@@ -135,3 +136,39 @@ def test_podman_refuses_to_checkpoint_a_container_it_would_restart(clean):
     assert result["failed"] and "has restart policy always" in result["msg"], result
     assert where(["node1"]) == {"counter": ["node1 running"]} and count("node1") >= before
     assert images_dir("node1") == ""
+
+
+TUNED = ("docker network create ferry-extra >/dev/null 2>&1; docker run -d --name tuned --network bridge "
+         "--sysctl kernel.msgmax=65536 --pids-limit 64 --log-opt max-size=1m --log-opt max-file=3 "
+         "--health-cmd true --health-interval 5s --cpuset-cpus 0 --group-add 1234 --memory 64m --memory-swap 128m "
+         "--label team=db --env MODE=tuned localhost/ferry/busybox:lab "
+         "sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' >/dev/null && "
+         "docker network connect ferry-extra tuned")
+
+
+def settings(node):
+    inspect = json.loads(ssh(node, "docker inspect tuned"))[0]
+    config = dict(inspect["Config"], Labels={k: v for k, v in inspect["Config"]["Labels"].items() if k != "io.ferry.checkpoint"})
+    networks = sorted(inspect["NetworkSettings"]["Networks"])
+    return config, inspect["HostConfig"], networks
+
+
+def test_a_docker_container_keeps_every_setting(clean):
+    ssh("node2", "docker network create ferry-extra >/dev/null 2>&1; true")
+    ssh("node1", TUNED)
+    before = settings("node1")
+    migrate("tuned", "node1", "node2", migrate_engine="docker", check=True)
+    after = settings("node2")
+    assert after[2] == before[2] == ["bridge", "ferry-extra"]
+    assert after[1] == before[1]  # HostConfig, whole: sysctls, pids limit, log rotation, cpuset, groups, limits...
+    assert after[0] == before[0]  # Config: health check, environment, labels, command, image by name
+    assert ssh("node2", "docker exec tuned cat /tmp/count") != "0"
+
+
+def test_a_docker_container_sharing_another_ones_namespace_is_refused_before_anything(clean):
+    ssh("node1", "docker run -d --name host1 --network none localhost/ferry/busybox:lab sleep 600 >/dev/null && "
+                 "docker run -d --name guest --network container:host1 localhost/ferry/busybox:lab sleep 600 >/dev/null")
+    proc = migrate("guest", "node1", "node2", migrate_engine="docker", check=False)
+    assert proc.returncode != 0
+    assert "guest cannot move: HostConfig.NetworkMode=container:" in proc.stdout and "Nothing was changed." in proc.stdout
+    assert where(["node1", "node2"], ("docker",)) == {"host1": ["node1 running"], "guest": ["node1 running"]}

@@ -1,4 +1,6 @@
-from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _engines
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _docker, _engine
 
 # Trimmed from a real `docker inspect` of Docker 20.10 (a Redis published on a port, with a volume).
 INSPECT = {
@@ -32,44 +34,43 @@ INSPECT = {
 }
 
 
-def test_create_args_recreate_the_container():
-    args = _docker.create_args(INSPECT, "cache-node1-node2")
-    assert args == [
-        "create", "--name=cache", "--label=io.ferry.checkpoint=cache-node1-node2",
-        "--hostname=d723295cbfc1", "--workdir=/data",
-        "--env=PATH=/usr/bin:/bin", "--env=PASSWORD=-x s3cret",
-        "--label=app=cache",
-        "--network=fleet", "--ip=172.30.0.5", "--network-alias=cache",
-        "--publish=16379:6379/tcp", "--publish=10.0.0.1::9121/tcp",
-        "--mount=type=volume,source=cache-data,target=/data",
-        "--mount=type=bind,source=/etc/ferry,target=/conf,bind-propagation=rprivate,readonly",
-        "--tmpfs=/run:size=1m",
-        "--restart=on-failure:3", "--cap-add=NET_ADMIN", "--ulimit=nofile=1024:20000",
-        "--memory=268435456", "--cpus=1.5", "--shm-size=67108864", "--init",
-        "--entrypoint=/usr/bin/redis-server",
-        "sha256:8990cbdf83cf4b8c7e78d3e3b2894355af0dac609085fe0aa547a5ced66a62e3", "--save", "",
-    ]
+def test_the_whole_inspect_is_re_created_through_the_api():
+    inspect = dict(INSPECT, HostConfig=dict(INSPECT["HostConfig"], PidsLimit=64, Sysctls={"net.ipv4.ip_forward": "1"},
+                                            LogConfig={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "3"}},
+                                            CpusetCpus="0", GroupAdd=["audio"]),
+                   Config=dict(INSPECT["Config"], Healthcheck={"Test": ["CMD", "true"], "Interval": 1000000000}))
+    body, networks = _docker.create_request(inspect, "cache-node1-node2")
+    assert body["Image"] == INSPECT["Image"]  # by ID: the very image, whatever its tag means on the target
+    assert body["Labels"] == {"app": "cache", "io.ferry.checkpoint": "cache-node1-node2"}
+    assert body["HostConfig"] == inspect["HostConfig"] and body["Healthcheck"] == inspect["Config"]["Healthcheck"]
+    for key in ("Env", "Cmd", "Entrypoint", "WorkingDir", "Hostname"):
+        assert body[key] == INSPECT["Config"][key], key
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"fleet": {"IPAMConfig": {"IPv4Address": "172.30.0.5"}, "Aliases": ["cache"]}}}
+    assert networks == {}
+    assert _docker.cannot_move(inspect) == []
 
 
-def test_create_args_never_let_a_value_become_an_option():
-    # Every option is one argv word "--opt=value"; the image (sha256:...) ends the options.
-    args = _docker.create_args(INSPECT, "c")
-    image = args.index(INSPECT["Image"])
-    assert all(arg.startswith("--") and "=" in arg for arg in args[1:image] if arg not in ("--init",))
-
-
-def test_create_args_keep_an_empty_entrypoint_empty():
-    inspect = dict(INSPECT, Config=dict(INSPECT["Config"], Entrypoint=None, Cmd=["sh", "-c", "sleep 1"]))
-    args = _docker.create_args(inspect, "c")
-    assert args[-5:] == ["--entrypoint=", INSPECT["Image"], "sh", "-c", "sleep 1"]
-
-
-def test_create_args_on_the_default_bridge():
+def test_extra_networks_are_connected_after_create_and_the_default_bridge_is_bridge():
     inspect = {"Id": "ab" * 32, "Name": "/c", "Image": "sha256:01", "Config": {"Cmd": ["sh"]},
                "HostConfig": {"NetworkMode": "default", "RestartPolicy": {"Name": "no"}},
-               "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}}}
-    assert _docker.create_args(inspect, "c") == ["create", "--name=c", "--label=io.ferry.checkpoint=c",
-                                                 "--network=default", "--entrypoint=", "sha256:01", "sh"]
+               "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"},
+                                                "back": {"IPAMConfig": {"IPv4Address": "10.9.0.4"}, "Aliases": ["abababababab", "c"]}}}}
+    body, networks = _docker.create_request(inspect, "c")
+    assert body["NetworkingConfig"] == {"EndpointsConfig": {"bridge": {}}}
+    assert networks == {"back": {"IPAMConfig": {"IPv4Address": "10.9.0.4"}, "Aliases": ["c"]}}
+
+
+def test_settings_that_stay_on_the_source_host_are_named():
+    host = dict(INSPECT["HostConfig"], NetworkMode="container:db", PidMode="host", IpcMode="shareable", VolumesFrom=["data"], Links=["/db:/c/db"])
+    problems = _docker.cannot_move(dict(INSPECT, HostConfig=host))
+    assert [p.split("=")[0] for p in problems] == ["HostConfig.NetworkMode", "HostConfig.PidMode", "HostConfig.VolumesFrom", "HostConfig.Links"]
+    assert "another container's namespace" in problems[0] and _docker.summarise(dict(INSPECT, HostConfig=host))["cannot_move"] == problems
+
+
+def test_the_daemon_socket_is_found_as_the_cli_finds_it():
+    assert _docker.socket_path(None) == "/var/run/docker.sock" and _docker.socket_path("unix:///run/d.sock") == "/run/d.sock"
+    with pytest.raises(_engine.EngineError, match="unix socket"):
+        _docker.socket_path("tcp://10.0.0.1:2375")
 
 
 def test_checkpoint_args():
@@ -84,7 +85,7 @@ def test_summarise_has_podmans_keys_and_bare_image_ids():
                     "image_id": "8990cbdf83cf4b8c7e78d3e3b2894355af0dac609085fe0aa547a5ced66a62e3",
                     "image_name": "localhost/ferry/redis:lab", "state": "exited", "pid": None,
                     "labels": {"app": "cache", "io.ferry.checkpoint": "older"}, "addresses": ["172.30.0.5"], "networks": ["fleet"],
-                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": False, "network_mode": "fleet"}
+                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": False, "network_mode": "fleet", "cannot_move": []}
 
 
 def test_api_version():
@@ -94,7 +95,7 @@ def test_api_version():
 
 
 def test_restart_policy():
-    assert _engines.restart_policy({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}) == "always"
-    assert _engines.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
-    assert _engines.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
-    assert _engines.restart_policy({}) is None
+    assert _engine.restart_policy({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}) == "always"
+    assert _engine.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
+    assert _engine.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
+    assert _engine.restart_policy({}) is None

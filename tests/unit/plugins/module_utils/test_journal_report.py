@@ -10,12 +10,12 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _journal, _re
 
 def test_journal_records_history_and_in_flight(tmp_path):
     path = str(tmp_path / "state" / "journal.json")
-    changed, journal = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1", "source": "a", "target": "b"})
+    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1", "source": "a", "target": "b"})
     assert changed and _journal.in_flight(journal)[0]["id"] == "c1-a-to-b"
     assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
-    changed, journal = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1"})
+    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1"})
     assert not changed  # same status and fields: no new history entry
-    changed, journal = _journal.update(path, "c1-a-to-b", "migrated", {"downtime_seconds": 0.2})
+    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrated", {"downtime_seconds": 0.2})
     entry = _journal.read(path)["entries"]["c1-a-to-b"]
     assert changed and entry["status"] == "migrated" and [h["status"] for h in entry["history"]] == ["migrating", "migrated"]
     assert entry["source"] == "a" and _journal.in_flight(journal) == []
@@ -23,7 +23,8 @@ def test_journal_records_history_and_in_flight(tmp_path):
 
 def test_journal_check_mode_writes_nothing(tmp_path):
     path = str(tmp_path / "journal.json")
-    changed, dummy = _journal.update(path, "x", "migrating", {}, check_mode=True)
+    changed, dummy, before = _journal.update(path, "x", "migrating", {}, check_mode=True)
+    assert before is None
     assert changed and not os.path.exists(path)
 
 
@@ -81,3 +82,15 @@ def test_job_lock_one_run_at_a_time(tmp_path):
 def _bundle_write(path, data):
     with open(path, "w") as handle:
         json.dump(data, handle)
+
+
+def test_journal_module_diff_shows_the_entry(tmp_path, capsys):
+    from ansible_collections.ferry.migrate.plugins.modules import journal
+    from test_hostile_arguments import patch_module_args
+    path = str(tmp_path / "journal.json")
+    args = {"path": path, "id": "c1-a-to-b", "status": "migrating", "fields": {"container": "c1"}, "_ansible_diff": True}
+    with patch_module_args(dict(args, _ansible_check_mode=True)), pytest.raises(SystemExit):
+        journal.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["changed"] and result["diff"]["before"] == "no entry\n" and '"status": "migrating"' in result["diff"]["after"]
+    assert not os.path.exists(path)  # check mode

@@ -43,7 +43,7 @@ def test_summarise_inspect():
                               "NetworkSettings": {"Networks": {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": ""}}}})
     assert info == {"engine": "podman", "name": "redis", "id": "4d", "image_id": "01", "image_name": "localhost/r:lab",
                     "state": "exited", "pid": None, "labels": {"app": "cache"}, "addresses": ["10.0.0.2"], "networks": ["a", "b"],
-                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": True, "network_mode": "none"}
+                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": True, "network_mode": "none", "cannot_move": []}
 
 
 def test_criu_errors_are_read_from_the_log_runc_names(tmp_path):

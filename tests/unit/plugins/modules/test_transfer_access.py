@@ -69,3 +69,29 @@ def test_the_ssh_client_address_is_found_above_a_cleared_environment():
     env = dict(os.environ, SSH_CONNECTION="192.0.2.7 50000 192.0.2.1 22", PYTHONPATH=collections)
     out = subprocess.run([sys.executable, "-c", outer], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "192.0.2.7"
+
+
+def run_module(module, args, capsys):
+    from test_hostile_arguments import patch_module_args  # ansible-core's, or its stand-in before 2.19
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    import json
+    return json.loads(capsys.readouterr().out)
+
+
+def test_diff_mode_shows_the_grant_and_check_mode_writes_nothing(tmp_path, capsys):
+    keys = tmp_path / "authorized_keys"
+    keys.write_text("ssh-ed25519 AAAAother admin\n")
+    args = {"checkpoint_id": "c1", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey",
+            "source_address": "10.0.0.1", "authorized_keys": str(keys), "images_dir": str(tmp_path / "images"),
+            "_ansible_check_mode": True, "_ansible_diff": True}
+    result = run_module(transfer_access, args, capsys)
+    assert result["changed"] and keys.read_text() == "ssh-ed25519 AAAAother admin\n" and not os.path.exists(tmp_path / "images")
+    [key_diff, rule_diff] = result["diff"]
+    assert key_diff["before"] == "" and key_diff["after"].startswith('from="10.0.0.1",restrict') and key_diff["after"].endswith(" ferry-transfer:c1\n")
+    assert rule_diff["before"] == rule_diff["after"] == ""  # root needs no sudo rule
+    result = run_module(transfer_access, dict(args, _ansible_check_mode=False), capsys)
+    assert result["changed"] and "ferry-transfer:c1" in keys.read_text()
+    again = run_module(transfer_access, dict(args, state="absent", public_key=None, _ansible_check_mode=False), capsys)
+    assert again["changed"] and again["diff"][0]["after"] == "" and again["diff"][0]["before"].endswith(" ferry-transfer:c1\n")
+    assert keys.read_text() == "ssh-ed25519 AAAAother admin\n"
