@@ -60,7 +60,7 @@ def cannot_move(inspect: dict[str, t.Any]) -> list[str]:
         value = host.get(key) or ""
         if value.startswith("container:"):
             problems.append("HostConfig.%s=%s joins another container's namespace, which stays on this host" % (key, value))
-        elif value == "host" and key != "NetworkMode":
+        elif value == "host" and key in ("PidMode", "IpcMode"):  # the host's cgroup or UTS namespace is fine: CRIU leaves them be
             problems.append("HostConfig.%s=host shares this host's namespace, which CRIU cannot move" % key)
     if host.get("VolumesFrom"):
         problems.append("HostConfig.VolumesFrom=%s mounts other containers' volumes" % ",".join(host["VolumesFrom"]))

@@ -150,7 +150,9 @@ def settings(node):
     inspect = json.loads(ssh(node, "docker inspect tuned"))[0]
     config = dict(inspect["Config"], Labels={k: v for k, v in inspect["Config"]["Labels"].items() if k != "io.ferry.checkpoint"})
     networks = sorted(inspect["NetworkSettings"]["Networks"])
-    return config, inspect["HostConfig"], networks
+    # The daemon merges its default ulimits in its own map order.
+    host = dict(inspect["HostConfig"], Ulimits=sorted(inspect["HostConfig"]["Ulimits"] or [], key=lambda u: u["Name"]))
+    return config, host, networks
 
 
 def test_a_docker_container_keeps_every_setting(clean):

@@ -99,3 +99,8 @@ def test_restart_policy():
     assert _engine.restart_policy({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3}}) == "on-failure:3"
     assert _engine.restart_policy({"RestartPolicy": {"Name": "no"}}) is None
     assert _engine.restart_policy({}) is None
+
+
+def test_the_hosts_cgroup_namespace_is_no_obstacle():
+    # Docker 20.10 on cgroup v1 runs every container with CgroupnsMode=host; those move.
+    assert _docker.cannot_move(dict(INSPECT, HostConfig=dict(INSPECT["HostConfig"], CgroupnsMode="host", UTSMode=""))) == []
