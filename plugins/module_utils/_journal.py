@@ -76,6 +76,17 @@ def in_flight(journal: dict[str, t.Any]) -> list[dict[str, t.Any]]:
     return [dict(entry, id=key) for key, entry in sorted(journal["entries"].items()) if entry.get("status") in IN_FLIGHT]
 
 
+def of_run(journal: dict[str, t.Any], token: str) -> dict[str, t.Any]:
+    """The entries run ``token`` made: all of them, the IDs that are over and those migrated, the records."""
+    mine = {key: entry for key, entry in sorted(journal["entries"].items()) if entry.get("run") == token}
+    return {
+        "entries": mine,
+        "over": [key for key, entry in mine.items() if entry.get("status") in FINAL],
+        "migrated": [key for key, entry in mine.items() if entry.get("status") == "migrated"],
+        "records": [entry["record"] for entry in mine.values() if "record" in entry],
+    }
+
+
 def _dead_here(token: str) -> bool:
     """Whether ``token`` names a run of this very machine whose ansible-playbook process is gone.
 

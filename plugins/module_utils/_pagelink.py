@@ -8,8 +8,11 @@ target, which writes them to ``<images_dir>/.pages-<id>``; restore moves them in
 Post-copy (``post_copy``): the source's CRIU keeps the frozen tree's pages and serves them; the
 target's lazy-pages daemon fetches them while the restored tree already runs.
 
-In both, the target end is a small daemon the module ``page_link`` leaves running; it records its
-state in ``<images_dir>/.link-<id>.json`` for ``restore`` and for ``page_link state=absent``.
+In both, the target end is a small daemon the module ``page_link`` leaves running. It listens on a unix
+socket in the private images directory (``_wire.link_socket``), which only the forced command of the
+checkpoint's one-time SSH key joins; the source's end dials that key through OpenSSH
+(``_transport.LinkDialer``). It records its state in ``<images_dir>/.link-<id>.json`` for ``restore``
+and for ``page_link state=absent``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _transport, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 from ansible_collections.ferry.migrate.plugins.module_utils._relay import Relay, RelayError
 
@@ -81,12 +84,15 @@ def _accept_one(listener: socket.socket, timeout: float) -> t.Callable[[], socke
     return accept
 
 
-def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: str, method: str, address: str,
-                 source_address: str, key: bytes, give_up: float, expires_in: float,
-                 pidfile: str | None) -> dict[str, t.Any]:
-    """Open the target end and leave it running in a daemon; returns {port, local_port, pid}."""
-    listener = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind((address, 0))
+def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: str, method: str, give_up: float,
+                 expires_in: float, pidfile: str | None) -> dict[str, t.Any]:
+    """Open the target end and leave it running in a daemon; returns {local_port, pid}."""
+    _bundle.make_private_dir(images_dir)
+    path = _wire.link_socket(images_dir, checkpoint_id)
+    if os.path.lexists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
     listener.listen(4)
     local_port = None
     if method == "stream":
@@ -107,7 +113,6 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
         local_listener = socket.create_server(("127.0.0.1", 0))
         local_port = local_listener.getsockname()[1]
         local = _accept_one(local_listener, expires_in)
-    port = listener.getsockname()[1]
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
@@ -117,10 +122,9 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
         listener.close()
         if not callable(local):
             local.close()
-        return {"port": port, "local_port": local_port,
-                "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
-    _daemon(ready_r, ready_w, _serve_target(images_dir, checkpoint_id, method, listener, source_address, key,
-                                            give_up, expires_in, pidfile, local, server_pid, local_port),
+        return {"local_port": local_port, "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
+    _daemon(ready_r, ready_w, _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_in, pidfile,
+                                            local, server_pid, local_port),
             lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
     return {}  # not reached
 
@@ -141,14 +145,12 @@ def _daemon(ready_r: int, ready_w: int, serve: t.Callable[[int], None], crashed:
         os._exit(code)  # pylint: disable=protected-access
 
 
-def _serve_target(images_dir, checkpoint_id, method, listener, source_address, key, give_up, expires_in, pidfile,
-                  local, server_pid, local_port):
+def _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_in, pidfile, local, server_pid, local_port):
     def finish(ready_w: int) -> None:
-        port = listener.getsockname()[1]
-        relay = Relay(key, "target", local, listener=listener, peer=source_address, give_up=give_up,
+        relay = Relay(checkpoint_id, local, listener=listener, give_up=give_up,
                       on_failure=(lambda: _kill_tree(pidfile)) if method == "post_copy" else None,
                       lazy_client="local" if method == "post_copy" else None)
-        state = {"state": "running", "method": method, "pid": os.getpid(), "port": port, "local_port": local_port,
+        state = {"state": "running", "method": method, "pid": os.getpid(), "local_port": local_port,
                  "page_server_pid": server_pid, "started_at": time.time()}
         _write_state(images_dir, checkpoint_id, state)
         os.close(ready_w)
@@ -171,7 +173,8 @@ def stop_target(images_dir: str, checkpoint_id: str) -> bool:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
     shutil.rmtree(pages_dir(images_dir, checkpoint_id), ignore_errors=True)
-    for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp"):
+    for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp",
+                 _wire.link_socket(images_dir, checkpoint_id)):
         if os.path.lexists(path):
             os.unlink(path)
     return found
@@ -196,10 +199,16 @@ def streamed_pages(images_dir: str, checkpoint_id: str, expected_bytes: int, wai
 
 # ---- the source end: one relay inside the checkpoint module's own process ---------------------------
 
-def source_stream(address: str, port: int, key: bytes, give_up: float) -> tuple[Relay, int]:
+def dialer(link: dict[str, t.Any]) -> _transport.LinkDialer:
+    """SSH sessions to the target's end, as checkpoint's option page_link describes it."""
+    return _transport.LinkDialer(link["checkpoint_id"], link["target"], link["port"], link["user"], link["private_key"],
+                                 link["host_keys"])
+
+
+def source_stream(link: dict[str, t.Any]) -> tuple[Relay, int]:
     """A relay for a dump whose page server is 127.0.0.1:<returned port>."""
     listener = socket.create_server(("127.0.0.1", 0))
-    relay = Relay(key, "source", _accept_one(listener, 120), dial=(address, port), give_up=give_up)
+    relay = Relay(link["checkpoint_id"], _accept_one(listener, 120), dial=dialer(link), give_up=link["give_up"])
     return relay.start(), listener.getsockname()[1]
 
 
@@ -208,8 +217,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def source_lazy(address: str, port: int, key: bytes, give_up: float, lazy_port: int,
-                listening: threading.Event) -> Relay:
+def source_lazy(link: dict[str, t.Any], lazy_port: int, listening: threading.Event) -> Relay:
     """A relay to the lazy-pages server CRIU opens on 127.0.0.1:``lazy_port`` once ``listening`` is set."""
     def connect() -> socket.socket:
         if not listening.wait(600):
@@ -217,4 +225,4 @@ def source_lazy(address: str, port: int, key: bytes, give_up: float, lazy_port: 
         conn = socket.create_connection(("127.0.0.1", lazy_port), timeout=10)
         conn.settimeout(None)
         return conn
-    return Relay(key, "source", connect, dial=(address, port), give_up=give_up, lazy_client="peer").start()
+    return Relay(link["checkpoint_id"], connect, dial=dialer(link), give_up=link["give_up"], lazy_client="peer").start()

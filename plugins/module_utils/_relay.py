@@ -1,19 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) Ferry developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The page link: CRIU's page-server connection carried between two hosts, sealed and resumable.
+"""The page link: CRIU's page-server connection carried between two hosts, through OpenSSH, resumable.
 
 CRIU's page server speaks plain, unauthenticated TCP, and treats a connection that simply ends as a
 finished transfer. Ferry never lets CRIU talk across the network: each CRIU talks to a relay on its own
-loopback, and the two relays exchange AES-128-GCM frames under a one-time key. A broken link is
-re-established (the dialling side redials, the listening side accepts again) and both ends resend
+host, and the two relays talk through an OpenSSH session, the source's dialled with the migration's
+one-time key, whose forced command can do nothing but join this checkpoint's link on the target
+(``_wire.py``). Encryption, integrity and host-key pinning are OpenSSH's.
+
+What neither CRIU nor SSH gives, the relays add: a broken session is dialled again and both ends resend
 what the other has not acknowledged, so CRIU never sees the break. Only when the link stays down past
 ``give_up`` seconds, or either end fails, does a relay abort its CRIU connection (a reset, never a
 clean end), tell the other end, and call ``on_failure``.
 
-Frame on the link: <4-byte length><12-byte nonce><ciphertext>. The nonce is direction (1 byte), kind
-(1 byte) and a counter (10 bytes); for DATA the counter is the frame's index in its direction, so a
-resent frame is byte-for-byte the one sent first, and a replayed or reordered frame is refused.
+Frame: <4-byte payload length><1-byte kind><8-byte index><payload>. A DATA or EOF frame's index is its
+place in its direction, so a frame resent after a break is recognised and delivered once.
 """
 
 from __future__ import annotations
@@ -26,22 +28,16 @@ import threading
 import time
 import typing as t
 
-try:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-except ImportError:
-    AESGCM = None
-
 DATA, EOF, ACK, HELLO, ABORT = 1, 2, 3, 4, 5
 CHUNK = 256 << 10
-MAX_FRAME = CHUNK + 64
 ACK_EVERY = 16
 WINDOW = 64 << 20  # unacknowledged bytes a sender keeps for resending before it waits
 HEARTBEAT = 1.0
 # A link that says nothing for this long is broken, even if TCP has not noticed. Only silence counts:
 # a send that waits because the other host's CRIU drains slowly (a disk) is flow control, not a break.
 SILENCE = 5.0
-_LEN = struct.Struct(">I")
+FIRST_LINK = 60.0  # seconds the first session may take: the other end may still be starting
+_HEAD = struct.Struct(">IBQ")  # payload length, kind, index
 _IDX = struct.Struct(">Q")
 # CRIU's page_server_iov (page-xfer.c): u32 cmd, u64 nr_pages, u64 vaddr, u64 dst_id, 32 bytes aligned.
 PS_IOV_SIZE = 32
@@ -119,27 +115,24 @@ def _read_exact(sock: socket.socket, size: int, silence: float | None = None) ->
 class Relay:
     """One end of a page link.
 
-    ``side`` is "source" or "target" (it picks the frame direction). ``dial`` is (host, port) to
-    connect to, or None to accept on ``listener`` from ``peer`` only. ``local`` is a connected socket
-    to this host's CRIU, or a callable returning one once it is needed.
+    ``link_id`` names the link (the checkpoint ID): a hello for another link is refused. ``dial`` is a
+    callable that opens a new session to the other end within the seconds it is given and returns its
+    socket; without it, the relay accepts sessions on ``listener``. ``local`` is a connected socket to
+    this host's CRIU, or a callable returning one once it is needed.
     ``lazy_client``: which end's CRIU is a lazy-pages client ("local" or "peer"), whose stream counts as
     finished only when its last request was CLOSE; any other end of it fails the link, and the source's
     CRIU never takes it for a finished transfer, nor does a target keep running without its pages.
     """
 
-    def __init__(self, key: bytes, side: str, local: t.Any, dial: tuple[str, int] | None = None,
-                 listener: socket.socket | None = None, peer: str | None = None, give_up: float = 30.0,
+    def __init__(self, link_id: str, local: t.Any, dial: t.Callable[[float], socket.socket] | None = None,
+                 listener: socket.socket | None = None, give_up: float = 30.0,
                  on_failure: t.Callable[[], None] | None = None, lazy_client: str | None = None):
-        if AESGCM is None:
-            raise RelayError("the page link needs the Python cryptography package")
         if (dial is None) == (listener is None):
             raise RelayError("a relay either dials or listens")
-        self._aead = AESGCM(key)
-        self._out_dir = b"\x00" if side == "source" else b"\x01"
-        self._in_dir = b"\x01" if side == "source" else b"\x00"
+        self._link_id = link_id.encode("utf-8")
         self._local_arg = local
         self._local: socket.socket | None = None
-        self._dial, self._listener, self._peer = dial, listener, peer
+        self._dial, self._listener = dial, listener
         self.give_up = give_up
         self._on_failure = on_failure
         self._send_lock = threading.Lock()
@@ -148,12 +141,9 @@ class Relay:
         self._local_tail = _Tail()
         self._lock = threading.Condition()
         self._net: socket.socket | None = None
-        self._epoch = 0
         self._unacked: collections.deque[tuple[int, bytes]] = collections.deque()
         self._unacked_bytes = 0
         self._out_index = 0
-        self._ctl_out = 0
-        self._ctl_in = 0
         self._in_next = 0
         self._since_ack = 0
         self._peer_tail = _Tail()
@@ -163,45 +153,26 @@ class Relay:
         self.error: str | None = None
         self._abort_note: bytes | None = None
         self.done = threading.Event()
+        self._last_attempt = ""
         self.reconnects = 0
         self.bytes_in = 0
         self.bytes_out = 0
 
     # ---- frames --------------------------------------------------------------------------------
 
-    def _seal(self, kind: int, counter: int, payload: bytes) -> bytes:
-        nonce = self._out_dir + bytes([kind]) + counter.to_bytes(10, "big")
-        sealed = self._aead.encrypt(nonce, payload, None)
-        return _LEN.pack(len(nonce) + len(sealed)) + nonce + sealed
-
-    def _ctl(self, kind: int, payload: bytes) -> bytes:
-        """A control frame; called with the send lock held, so counters go out in order."""
-        self._ctl_out += 1
-        return self._seal(kind, self._ctl_out, payload)
+    @staticmethod
+    def _frame(kind: int, index: int, payload: bytes) -> bytes:
+        return _HEAD.pack(len(payload), kind, index) + payload
 
     def _send_ctl(self, kind: int, payload: bytes) -> None:
-        sock = self._net
-        if sock is None:
-            return
-        try:
-            with self._send_lock:
-                sock.sendall(self._ctl(kind, payload))
-        except OSError:
-            self._broken(sock)
+        self._send(self._frame(kind, 0, payload))
 
-    def _read_frame(self, sock: socket.socket, silence: float | None = None) -> tuple[int, int, bytes]:
-        (length,) = _LEN.unpack(_read_exact(sock, 4, silence))
-        if not 12 + 16 <= length <= MAX_FRAME + 28:
+    @staticmethod
+    def _read_frame(sock: socket.socket, silence: float | None = None) -> tuple[int, int, bytes]:
+        length, kind, index = _HEAD.unpack(_read_exact(sock, _HEAD.size, silence))
+        if length > CHUNK + 1024:
             raise RelayError("frame of %d bytes is out of bounds" % length)
-        raw = _read_exact(sock, length, silence)
-        nonce, sealed = raw[:12], raw[12:]
-        if nonce[:1] != self._in_dir:
-            raise RelayError("a frame came in the wrong direction")
-        try:
-            payload = self._aead.decrypt(nonce, sealed, None)
-        except InvalidTag:
-            raise RelayError("a frame failed authentication") from None
-        return nonce[1], int.from_bytes(nonce[2:], "big"), payload
+        return kind, index, _read_exact(sock, length, silence) if length else b""
 
     def _send(self, frame: bytes) -> None:
         """Send on the current link; a break is left to the link keeper, who resends."""
@@ -225,36 +196,34 @@ class Relay:
 
     def _connect(self, deadline: float) -> socket.socket | None:
         while time.monotonic() < deadline and not self.done.is_set():
+            sock = None
             try:
                 if self._dial:
-                    sock = socket.create_connection(self._dial, timeout=2)
+                    sock = self._dial(max(1.0, deadline - time.monotonic()))
                 else:
                     self._listener.settimeout(max(0.1, min(1.0, deadline - time.monotonic())))
-                    sock, addr = self._listener.accept()
-                    if self._peer and addr[0] != self._peer:
-                        sock.close()
-                        continue
+                    sock, _addr = self._listener.accept()
                 sock.settimeout(max(1.0, deadline - time.monotonic()))
-                # Both ends say how far they got; each then resends the rest of its frames.
+                # Both ends say which link and how far they got; each then resends the rest of its frames.
                 with self._send_lock:
-                    sock.sendall(self._ctl(HELLO, _IDX.pack(self._in_next)))
-                kind, counter, payload = self._read_frame(sock)
-                if kind != HELLO or counter <= self._ctl_in:
-                    raise RelayError("the link did not start with a fresh hello")
-                self._ctl_in = counter
+                    sock.sendall(self._frame(HELLO, self._in_next, self._link_id))
+                kind, their_next, payload = self._read_frame(sock)
+                if kind != HELLO or payload != self._link_id:
+                    raise RelayError("the other end is not this link's")
                 sock.settimeout(None)  # silence is watched by the reader, sends may wait (flow control)
-                (their_next,) = _IDX.unpack(payload)
                 with self._lock, self._send_lock:
                     self._drop_acked(their_next)
                     for _index, frame in self._unacked:
                         sock.sendall(frame)
                     self._net = sock
-                    self._epoch += 1
                     self._lock.notify_all()
                     if self._abort_note is not None:  # failed while the link was down: say so now
-                        sock.sendall(self._ctl(ABORT, self._abort_note))
+                        sock.sendall(self._frame(ABORT, 0, self._abort_note))
                 return sock
-            except (OSError, RelayError):
+            except (OSError, RelayError) as exc:
+                self._last_attempt = str(exc)
+                if sock is not None:
+                    _shut(sock, socket.SHUT_RDWR)
                 time.sleep(0.1)
         return None
 
@@ -268,11 +237,12 @@ class Relay:
         """Keeps the link up and reads it; gives up after ``give_up`` seconds without one."""
         first = True
         while not self.done.is_set():
-            deadline = time.monotonic() + (self.give_up if not first else max(self.give_up, 60.0))
+            deadline = time.monotonic() + (self.give_up if not first else max(self.give_up, FIRST_LINK))
             sock = self._connect(deadline)
             if sock is None:
                 if not self.done.is_set():
-                    self._fail("the page link stayed down for %.0f s" % self.give_up)
+                    self._fail("the page link stayed down for %.0f s%s" % (
+                        self.give_up, " (last attempt: %s)" % self._last_attempt if self._last_attempt else ""))
                 return
             if not first:
                 self.reconnects += 1
@@ -288,9 +258,6 @@ class Relay:
         while not self.done.is_set():
             kind, counter, payload = self._read_frame(sock, SILENCE)
             if kind == ACK:
-                if counter <= self._ctl_in:
-                    raise RelayError("a stale acknowledgement")
-                self._ctl_in = counter
                 with self._lock:
                     self._drop_acked(_IDX.unpack(payload)[0])
                     if self._sent_eof and not self._unacked:
@@ -333,14 +300,23 @@ class Relay:
     # ---- local side ----------------------------------------------------------------------------
 
     def _local_sock(self) -> socket.socket:
-        with self._local_lock:
-            if self._local is None:
-                self._local = self._local_arg() if callable(self._local_arg) else self._local_arg
-            return self._local
+        local = self._local
+        if local is None:
+            made = self._local_arg() if callable(self._local_arg) else self._local_arg  # may wait: not under the lock
+            with self._local_lock:
+                if self._local is None:
+                    self._local = made
+                local = self._local
+        return local
 
     def _pump_local(self) -> None:
         try:
             local = self._local_sock()
+            if self.done.is_set() and self.error:
+                # The link failed while this CRIU was still on its way (a dump about to serve its
+                # lazy pages): it gets its reset now, or it would wait for a client forever.
+                _abort(local)
+                return
             while not self.done.is_set():
                 data = local.recv(CHUNK)
                 if self.done.is_set():
@@ -353,7 +329,7 @@ class Relay:
                     while self._unacked_bytes > WINDOW and not self.done.is_set():
                         self._lock.wait(1)
                     kind = DATA if data else EOF
-                    frame = self._seal(kind, self._out_index, data)
+                    frame = self._frame(kind, self._out_index, data)
                     self._unacked.append((self._out_index, frame))
                     self._unacked_bytes += len(frame)
                     self._out_index += 1
@@ -381,8 +357,9 @@ class Relay:
                 self._on_failure()
             except Exception:  # pylint: disable=broad-except
                 pass
-        _abort(self._local)
-        self._local = None
+        with self._local_lock:
+            _abort(self._local)
+            self._local = None
         if tell:
             with self._lock:  # a link coming up right now sends it instead (see _connect)
                 self._abort_note = message.encode()[:512]
@@ -426,6 +403,8 @@ class Relay:
                 _shut(local, socket.SHUT_RDWR)
             else:
                 _abort(local)
+        if hasattr(self._dial, "close"):
+            self._dial.close()  # its SSH sessions, and the private copy of the key
 
     def figures(self) -> dict[str, t.Any]:
         return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "reconnects": self.reconnects,

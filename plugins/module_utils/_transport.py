@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -38,6 +39,15 @@ _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,3}\Z")
 
 # The options of ferry.migrate.transfer, checked by the module on the source and by its action plugin
 # on the controller (which fills connection details from the inventory and handles route=controller).
+# How a host reaches the target's forced command: the suboptions of checkpoint's send and page_link.
+PEER_SPEC = dict(
+    target=dict(type="str", required=True),
+    port=dict(type="int", default=22),
+    user=dict(type="str", default="root"),
+    private_key=dict(type="str", required=True, no_log=True),
+    host_keys=dict(type="list", elements="str", required=True, no_log=False),
+)
+
 ARGUMENT_SPEC = dict(
     checkpoint_id=dict(type="str", required=True),
     target=dict(type="str", required=True),
@@ -236,6 +246,70 @@ class Channel:
         if self._proc.poll() is None:
             self._proc.kill()
         self.close()
+
+
+class LinkDialer:
+    """Opens sessions of a checkpoint's page link (see _relay) to the target: each one an OpenSSH session
+    with the one-time key, whose forced command joins the link there. The session's stdin and stdout are
+    one end of a socket pair, so the relay reads and writes it as the socket it returns."""
+
+    def __init__(self, checkpoint_id: str, host: str, port: int, user: str, private_key: str, host_keys: list[str],
+                 ssh_args: list[str] | None = None) -> None:
+        if not pin_lines(host_keys):
+            raise TransportError("no valid host key pinned for %s" % host)
+        self._dir = tempfile.mkdtemp(prefix="ferry-link-")  # 0700
+        self._identity = os.path.join(self._dir, "key")
+        self._known = os.path.join(self._dir, "known_hosts")
+        for path, text in ((self._identity, private_key if private_key.endswith("\n") else private_key + "\n"),
+                           (self._known, "".join(line + "\n" for line in pin_lines(host_keys)))):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as handle:
+                handle.write(text)
+        self._argv = ssh_argv(host, port, user, "link " + checkpoint_id, self._identity, self._known, ssh_args)
+        self.host = host
+        self._sessions: list[subprocess.Popen] = []
+
+    def __call__(self, timeout: float) -> socket.socket:
+        """A new session, its forced command started and joined to the link, within ``timeout`` seconds."""
+        for proc in [p for p in self._sessions if p.poll() is not None]:
+            self._sessions.remove(proc)
+        mine, theirs = socket.socketpair()
+        errors = tempfile.TemporaryFile(dir=self._dir)  # pylint: disable=consider-using-with
+        try:
+            proc = subprocess.Popen(self._argv, stdin=theirs, stdout=theirs, stderr=errors,  # pylint: disable=consider-using-with
+                                    start_new_session=True)
+        finally:
+            theirs.close()
+        self._sessions.append(proc)
+        try:
+            mine.settimeout(timeout)
+            line = bytearray()
+            while not line.endswith(b"\n") and len(line) < 4096:
+                block = mine.recv(1)
+                if not block:
+                    break
+                line += block
+            _wire.await_ready(lambda: bytes(line))
+            mine.sendall(json.dumps({"link": True}).encode() + b"\n")
+            mine.settimeout(None)
+            return mine
+        except (OSError, _wire.WireError) as exc:
+            mine.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            errors.seek(0)
+            said = errors.read(4096).decode("utf-8", "replace").strip().splitlines()
+            raise OSError("%s%s" % (exc, " (%s)" % said[-1] if said else "")) from None
+        finally:
+            errors.close()
+
+    def close(self) -> None:
+        for proc in self._sessions:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        self._sessions = []
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def send_bundle(channel: Channel, bundle_dir: str, manifest: dict[str, t.Any], compress: str = "none",

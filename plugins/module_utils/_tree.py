@@ -159,13 +159,12 @@ class TreeEngine(Engine):
         link = options.get("page_link") or {}
         extra, relay, fields = {}, None, {"container": info}
         if method == "stream":
-            relay, port = _pagelink.source_stream(link["address"], link["port"], bytes.fromhex(link["key"]), link["give_up"])
+            relay, port = _pagelink.source_stream(link)
             extra = {"ps": {"address": "127.0.0.1", "port": port}}
         elif method == "post_copy":
             listening = threading.Event()
             lazy_port = _pagelink.free_port()
-            relay = _pagelink.source_lazy(link["address"], link["port"], bytes.fromhex(link["key"]), link["give_up"],
-                                          lazy_port, listening)
+            relay = _pagelink.source_lazy(link, lazy_port, listening)
 
             def notify(script):
                 if script == "post-dump":  # every image but the lazy pages is written: hand them over

@@ -12,7 +12,9 @@ into an OpenSSH client, which encrypts and authenticates everything (no cryptogr
 Protocol on the SSH channel (sender -> receiver unless noted):
   0. receiver -> sender, one JSON line {"ready": true} as it starts: the session is up, before the
      sender has anything to send (a checkpoint opens its connection before the freeze)
-  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool}
+  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool}; or {"link": true},
+     after which the session carries the checkpoint's page link (see _relay), spliced to the unix
+     socket where the target's end of that link listens (link_socket), and nothing else happens
   2. receiver -> sender, one JSON line: {"have": bool}; the transfer ends there when the bundle is
      already complete on the target, or when the sender only probes
   3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one
@@ -28,9 +30,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 MAX_HEADER = 1 << 20
@@ -230,14 +234,52 @@ def _receive_file(chunks, path, entry, compress):
     return received
 
 
-def receive(images_dir, checkpoint_id, control, reply):
-    """Receive one bundle; returns the reply dict that was sent last."""
+def link_socket(images_dir, checkpoint_id):
+    """Where the target's end of a checkpoint's page link listens: a unix socket in the private images
+    directory (hashed, as the path of a unix socket has at most 107 bytes)."""
+    return os.path.join(images_dir, ".link-%s.sock" % hashlib.sha256(checkpoint_id.encode("utf-8")).hexdigest()[:24])
+
+
+def join_link(images_dir, checkpoint_id, read1, write):
+    """Splice this session to the checkpoint's page link until either side ends."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(link_socket(images_dir, checkpoint_id))
+    except OSError as exc:
+        sock.close()
+        raise WireError("no page link for checkpoint %s here: %s" % (checkpoint_id, exc)) from None
+
+    def inbound():
+        try:
+            for data in iter(lambda: read1(CHUNK), b""):
+                sock.sendall(data)
+        except OSError:
+            pass
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the session ended: so does this end of the link
+        except OSError:
+            pass
+
+    threading.Thread(target=inbound, daemon=True).start()
+    try:
+        for data in iter(lambda: sock.recv(CHUNK), b""):
+            write(data)
+    except OSError:
+        pass
+    sock.close()
+    return {"link": True}
+
+
+def receive(images_dir, checkpoint_id, control, reply, write=None):
+    """Receive one bundle, or carry its page link; returns the reply dict that was sent last."""
     reply({"ready": True})
     if not valid_id(checkpoint_id):
         raise WireError("invalid checkpoint id")
     header = json.loads(control.readline(MAX_HEADER) or b"null")
     if not isinstance(header, dict):
         raise WireError("no header")
+    if header == {"link": True} and write is not None:
+        return join_link(images_dir, checkpoint_id, control.read1, write)
     manifest, compress = header.get("manifest"), header.get("compress", "none")
     _check_manifest(manifest, checkpoint_id)
     if compress not in ("none", "zstd"):
@@ -287,7 +329,7 @@ def main(argv=None):
     mode, images_dir, checkpoint_id = argv
     try:
         if mode == "receive":
-            receive(images_dir, checkpoint_id, control, lambda message: write(json.dumps(message).encode() + b"\n"))
+            receive(images_dir, checkpoint_id, control, lambda message: write(json.dumps(message).encode() + b"\n"), write)
         else:
             if not valid_id(checkpoint_id):
                 raise WireError("invalid checkpoint id")

@@ -87,20 +87,32 @@ options:
     choices: [stop_and_copy, stream, post_copy]
     default: stop_and_copy
   page_link:
-    description: The target's end of the page link, for O(method=stream) and O(method=post_copy).
+    description:
+      - The page link to the target, for O(method=stream) and O(method=post_copy), whose target end
+        M(ferry.migrate.page_link) opened. It travels through OpenSSH sessions with the key that
+        M(ferry.migrate.transfer_access) authorised for this checkpoint, dialled again when one breaks.
     type: dict
     suboptions:
-      address:
+      target:
         description: The target's address.
         type: str
         required: true
       port:
-        description: RV(ferry.migrate.page_link#module:port) of the target's end.
+        description: The target's SSH port.
         type: int
-        required: true
-      key:
-        description: The link's one-time key, as given to M(ferry.migrate.page_link).
+        default: 22
+      user:
+        description: The target's login user, for whom M(ferry.migrate.transfer_access) authorised the key.
         type: str
+        default: root
+      private_key:
+        description: The one-time private key.
+        type: str
+        required: true
+      host_keys:
+        description: The target's pinned host keys.
+        type: list
+        elements: str
         required: true
       give_up:
         description: Seconds the link may stay down before this end gives up.
@@ -261,20 +273,8 @@ def main():
             pidfile=dict(type="path"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
             method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy"], default="stop_and_copy"),
-            page_link=dict(type="dict", options=dict(
-                address=dict(type="str", required=True),
-                port=dict(type="int", required=True),
-                key=dict(type="str", required=True, no_log=True),
-                give_up=dict(type="float", default=30),
-            )),
-            send=dict(type="dict", options=dict(
-                target=dict(type="str", required=True),
-                port=dict(type="int", default=22),
-                user=dict(type="str", default="root"),
-                private_key=dict(type="str", required=True, no_log=True),
-                host_keys=dict(type="list", elements="str", required=True, no_log=False),
-                timeout=dict(type="int", default=60),
-            )),
+            page_link=dict(type="dict", options=dict(_transport.PEER_SPEC, give_up=dict(type="float", default=30))),
+            send=dict(type="dict", options=dict(_transport.PEER_SPEC, timeout=dict(type="int", default=60))),
         ),
         required_one_of=[("container", "checkpoint_id")],
         required_if=[("state", "present", ("container",)), ("method", "stream", ("page_link",)),
@@ -332,6 +332,7 @@ def main():
     # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
     # trips out of the downtime; the target's restore is already waiting for it.
     receiver = _sender(module, params["send"]) if params["send"] else None
+    link = dict(params["page_link"], checkpoint_id=checkpoint_id) if params["page_link"] else None
     if method == "post_copy":
         def post_dump(fields):
             """The tree is frozen and every image but its lazy pages written: deliver them now."""
@@ -342,9 +343,9 @@ def main():
                 finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
                 return False  # CRIU resumes the tree here
             return True
-        options_for_engine = dict(options, page_link=params["page_link"], post_dump=post_dump)
+        options_for_engine = dict(options, page_link=link, post_dump=post_dump)
     else:
-        options_for_engine = dict(options, page_link=params["page_link"])
+        options_for_engine = dict(options, page_link=link)
     partial = _bundle.start(images_dir, checkpoint_id)
     fields, bundle_dir, frozen = None, partial, False
     try:

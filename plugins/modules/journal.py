@@ -50,7 +50,7 @@ options:
     type: str
   token:
     description:
-      - The run's identity, for O(lock). Every job of one run presents the same token - the plays of one
+      - The run's identity, for O(lock); given, the result's RV(run) holds that run's entries. Every job of one run presents the same token - the plays of one
         C(ansible-playbook), or the jobs of one AWX workflow (it travels in the workflow's artifacts).
       - Made by P(ferry.migrate.run_token#lookup); any other string works too, with the lease alone
         deciding when its run is over.
@@ -106,6 +106,26 @@ in_flight:
   returned: always
   type: list
   elements: dict
+run:
+  description: What the run O(token) journaled, in any of its jobs.
+  returned: when O(token) is given
+  type: dict
+  contains:
+    entries:
+      description: Checkpoint ID to entry, for the entries of this run.
+      type: dict
+    over:
+      description: IDs of this run's migrations that ended (V(migrated), V(rolled_back), V(stranded), V(refused)).
+      type: list
+      elements: str
+    migrated:
+      description: IDs of this run's migrations that reached their target.
+      type: list
+      elements: str
+    records:
+      description: The migration records of this run's ended migrations (filter P(ferry.migrate.migration_record#filter)), by ID.
+      type: list
+      elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -146,6 +166,8 @@ def main():
     except (OSError, ValueError) as exc:
         module.fail_json(msg="path: %s" % exc)
     result = dict(changed=changed, entries=journal["entries"], in_flight=_journal.in_flight(journal))
+    if params["token"] is not None:
+        result["run"] = _journal.of_run(journal, params["token"])
     if module._diff and params["id"] is not None:
         header = "%s: %s" % (params["path"], params["id"])
         result["diff"] = dict(before=_journal.entry_text(before), after=_journal.entry_text(journal["entries"].get(params["id"])),

@@ -11,9 +11,11 @@ short_description: Open the target's end of a page link, for streamed memory or 
 version_added: 0.1.0
 description:
   - Runs on the target of a migration by method V(stream) or V(post_copy), before the checkpoint. It
-    leaves a small daemon listening on O(address) for the source at O(source_address) only; the two
-    ends exchange CRIU's page traffic as AES-128-GCM frames under the one-time O(key), and resend what
-    a broken connection lost, so CRIU on either host never talks across the network itself.
+    leaves a small daemon listening on a unix socket in the private O(images_dir). The source's end
+    (M(ferry.migrate.checkpoint)'s O(ferry.migrate.checkpoint#module:page_link)) reaches it through
+    OpenSSH sessions with the migration's one-time key, whose forced command
+    (M(ferry.migrate.transfer_access)) can join this checkpoint's link and nothing else. The two ends
+    resend what a broken session lost, so CRIU on either host never talks across the network itself.
   - V(stream) also starts a CRIU page server on this host's loopback, into a private directory that
     M(ferry.migrate.restore) moves into the bundle once the link reports every byte delivered.
   - V(post_copy) waits for the lazy-pages daemon that M(ferry.migrate.restore) starts. If the link stays
@@ -37,15 +39,6 @@ options:
     type: str
     choices: [stream, post_copy]
     default: stream
-  address:
-    description: This host's address the source connects to.
-    type: str
-  source_address:
-    description: The source's address; connections from anywhere else are refused.
-    type: str
-  key:
-    description: 32 hex digits, the link's one-time key; the source's end gets the same.
-    type: str
   give_up:
     description: Seconds the link may stay down before this end gives up.
     type: float
@@ -77,9 +70,6 @@ EXAMPLES = r"""
   ferry.migrate.page_link:
     checkpoint_id: ticker-1
     method: post_copy
-    address: 10.199.0.12
-    source_address: 10.199.0.11
-    key: "{{ link_key }}"
     pidfile: /run/ferry/trees/ticker.pid
   delegate_to: node2
   register: link
@@ -91,10 +81,6 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-port:
-  description: The port the source's end connects to.
-  returned: state=present and not in check mode
-  type: int
 local_port:
   description: With V(post_copy), the loopback port the lazy-pages daemon fetches pages from.
   returned: state=present, method=post_copy and not in check mode
@@ -105,14 +91,10 @@ pid:
   type: int
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _engine, _engines, _pagelink
-from ansible_collections.ferry.migrate.plugins.module_utils._relay import AESGCM, RelayError
-
-_KEY = re.compile(r"^[0-9A-Fa-f]{32}\Z")
+from ansible_collections.ferry.migrate.plugins.module_utils._relay import RelayError
 
 
 def main():
@@ -123,14 +105,10 @@ def main():
             checkpoint_id=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             method=dict(type="str", choices=list(_pagelink.METHODS), default="stream"),
-            address=dict(type="str"),
-            source_address=dict(type="str"),
-            key=dict(type="str", no_log=True),
             give_up=dict(type="float", default=30),
             expires_in=dict(type="int", default=3600),
             pidfile=dict(type="path"),
         ),
-        required_if=[("state", "present", ("address", "source_address", "key"))],
         supports_check_mode=True,
     )
     params = module.params
@@ -141,26 +119,21 @@ def main():
             present = _pagelink.stop_target(params["images_dir"], params["checkpoint_id"]) or present
         module.exit_json(changed=present)
 
-    if not _KEY.match(params["key"]):
-        module.fail_json(msg="key: must be 32 hexadecimal digits")
     if params["give_up"] <= 0:
         module.fail_json(msg="give_up: must be a positive number of seconds")
     if params["method"] == "post_copy" and not params["pidfile"]:
         module.fail_json(msg="pidfile: required with method post_copy (the tree to stop if its pages cannot arrive)")
-    if AESGCM is None:
-        module.fail_json(msg="the page link needs the Python cryptography package on %s" % params["address"])
     state = _pagelink.read_state(params["images_dir"], params["checkpoint_id"])
     if state and state.get("state") == "running" and _pagelink.alive(state.get("pid")):
-        module.exit_json(changed=False, port=state["port"], local_port=state.get("local_port"), pid=state["pid"])
+        module.exit_json(changed=False, local_port=state.get("local_port"), pid=state["pid"])
     if module.check_mode:
         module.exit_json(changed=True)
     _pagelink.stop_target(params["images_dir"], params["checkpoint_id"])  # a finished or dead one's leftovers
     criu = _criu.Criu(_criu.find_binary(params["criu_path"]) or "criu") if params["method"] == "stream" else None
     try:
         opened = _pagelink.start_target(
-            criu, module.run_command, params["images_dir"], params["checkpoint_id"], params["method"], params["address"],
-            params["source_address"], bytes.fromhex(params["key"]), params["give_up"], params["expires_in"],
-            params["pidfile"])
+            criu, module.run_command, params["images_dir"], params["checkpoint_id"], params["method"], params["give_up"],
+            params["expires_in"], params["pidfile"])
     except (OSError, RelayError, _criu.CriuError) as exc:
         module.fail_json(msg="could not open the page link: %s" % exc, detail=getattr(exc, "log", ""))
     module.exit_json(changed=True, **opened)

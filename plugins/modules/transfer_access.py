@@ -13,7 +13,8 @@ description:
   - Runs on the target of a migration. With O(state=present), authorises O(public_key) for the SSH
     login of O(user), restricted to connections from O(source_address), with no terminal, no forwarding
     and a forced command that can only receive the bundle O(checkpoint_id) into O(images_dir) (it
-    verifies every file's size and SHA-256 and makes the bundle appear atomically).
+    verifies every file's size and SHA-256 and makes the bundle appear atomically), or join that
+    checkpoint's page link (M(ferry.migrate.page_link)).
   - O(user) is the login user Ansible itself uses for this host; root logins need not be enabled. For
     a user other than root, the forced command runs the receiver through C(sudo -n), and a sudoers
     drop-in C(/etc/sudoers.d/zz-ferry-<digest>) lets that user run exactly that one command as root,

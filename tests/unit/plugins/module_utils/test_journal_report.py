@@ -84,13 +84,17 @@ def _bundle_write(path, data):
         json.dump(data, handle)
 
 
-def test_journal_module_diff_shows_the_entry(tmp_path, capsys):
-    from ansible_collections.ferry.migrate.plugins.modules import journal
-    from test_hostile_arguments import patch_module_args
-    path = str(tmp_path / "journal.json")
-    args = {"path": path, "id": "c1-a-to-b", "status": "migrating", "fields": {"container": "c1"}, "_ansible_diff": True}
-    with patch_module_args(dict(args, _ansible_check_mode=True)), pytest.raises(SystemExit):
-        journal.main()
-    result = json.loads(capsys.readouterr().out)
-    assert result["changed"] and result["diff"]["before"] == "no entry\n" and '"status": "migrating"' in result["diff"]["after"]
-    assert not os.path.exists(path)  # check mode
+def test_a_runs_entries_are_its_own(tmp_path):
+    """of_run gives the barrier, the share and the report one run's entries, whatever other runs left."""
+    path = str(tmp_path / "j.json")
+    _journal.update(path, "a", "migrated", {"run": "r1", "record": {"id": "a"}})
+    _journal.update(path, "b", "migrating", {"run": "r1"})
+    _journal.update(path, "c", "rolled_back", {"run": "r1", "record": {"id": "c"}})
+    _journal.update(path, "d", "migrated", {"run": "r0", "record": {"id": "d"}})
+    _journal.update(path, "e", "refused", {"record": {"id": "e"}})
+    run = _journal.of_run(_journal.read(path), "r1")
+    assert sorted(run["entries"]) == ["a", "b", "c"]
+    assert run["over"] == ["a", "c"]
+    assert run["migrated"] == ["a"]
+    assert run["records"] == [{"id": "a"}, {"id": "c"}]
+    assert _journal.of_run(_journal.read(path), "nobody") == {"entries": {}, "over": [], "migrated": [], "records": []}

@@ -9,7 +9,11 @@ import pytest
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _relay
 
-KEY = bytes(range(16))
+
+
+def dial_tcp(port):
+    """A dialler as the relay wants it: a new connection within the seconds given (SSH in use)."""
+    return lambda timeout: socket.create_connection(("127.0.0.1", port), timeout=min(timeout, 2))
 
 
 class CuttingProxy:
@@ -68,17 +72,17 @@ def pair():
 
 def start_link(proxy_for=None, give_up=5.0, must_close=False, failures=None, **proxy):
     """Source relay dials (through a proxy) the target relay; returns the far ends of both local sockets.
-    Each link has its own key, as in use: a relay left over from an earlier test, redialling a port
+    Each link has its own name, as in use: a relay left over from an earlier test, redialling a port
     number that is now this test's, fails the hello instead of joining this link."""
-    key = os.urandom(16)
+    link_id = os.urandom(8).hex()
     src_criu, src_local = pair()
     tgt_criu, tgt_local = pair()
     listener = socket.create_server(("127.0.0.1", 0))
     proxy = CuttingProxy(("127.0.0.1", listener.getsockname()[1]), **proxy)
-    target = _relay.Relay(key, "target", tgt_local, listener=listener, peer="127.0.0.1", give_up=give_up,
+    target = _relay.Relay(link_id, tgt_local, listener=listener, give_up=give_up,
                           lazy_client="local" if must_close else None,
                           on_failure=(lambda: failures.append("target")) if failures is not None else None)
-    source = _relay.Relay(key, "source", src_local, dial=("127.0.0.1", proxy.port), give_up=give_up,
+    source = _relay.Relay(link_id, src_local, dial=dial_tcp(proxy.port), give_up=give_up,
                           lazy_client="peer" if must_close else None,
                           on_failure=(lambda: failures.append("source")) if failures is not None else None)
     return source.start(), target.start(), src_criu, tgt_criu, proxy
@@ -176,13 +180,48 @@ def test_a_link_that_stays_down_gives_up_with_a_reset_on_both_ends():
     assert proxy.connections == 1
 
 
-def test_a_forged_frame_is_refused():
-    relay = _relay.Relay(KEY, "target", socket.socketpair()[0], listener=socket.create_server(("127.0.0.1", 0)))
-    frame = _relay.Relay(os.urandom(16), "source", socket.socketpair()[0], dial=("127.0.0.1", 1))._seal(_relay.DATA, 0, b"x")
+def test_another_links_end_is_refused(monkeypatch):
+    """A relay of another checkpoint reaching this link's end is turned away at the hello; nothing is delivered."""
+    monkeypatch.setattr(_relay, "FIRST_LINK", 1.0)
+    listener = socket.create_server(("127.0.0.1", 0))
+    tgt_criu, tgt_local = pair()
+    target = _relay.Relay("c1", tgt_local, listener=listener, give_up=2).start()
+    stranger = _relay.Relay("c2", socket.socketpair()[0], dial=dial_tcp(listener.getsockname()[1]), give_up=1.5).start()
+    assert not stranger.wait(10) and "not this link's" in stranger.error
+    assert target._net is None and target.bytes_in == 0  # pylint: disable=protected-access
+    target.close()
+
+
+def test_a_frame_out_of_bounds_is_refused():
     a, b = socket.socketpair()
-    a.sendall(frame)
-    with pytest.raises(_relay.RelayError, match="authentication"):
-        relay._read_frame(b)
+    a.sendall(struct.pack(">IBQ", 1 << 30, _relay.DATA, 0))
+    with pytest.raises(_relay.RelayError, match="out of bounds"):
+        _relay.Relay._read_frame(b)  # pylint: disable=protected-access
+
+
+def test_a_criu_that_comes_after_the_link_failed_gets_a_reset(monkeypatch):
+    """A lazy dump reaches its page server only after the link gave up: it must hear so, not wait forever."""
+    monkeypatch.setattr(_relay, "FIRST_LINK", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as refusing:
+        port = refusing.getsockname()[1]
+    arrived = threading.Event()
+    criu_server = socket.create_server(("127.0.0.1", 0))
+
+    def connect():
+        arrived.wait(30)
+        return socket.create_connection(criu_server.getsockname())
+    relay = _relay.Relay("c1", connect, dial=dial_tcp(port), give_up=0.5, lazy_client="peer").start()
+    deadline = time.monotonic() + 20
+    while relay.error is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "stayed down" in relay.error
+    arrived.set()  # CRIU serves its pages now
+    criu_server.settimeout(10)
+    conn, _addr = criu_server.accept()
+    conn.settimeout(10)
+    with pytest.raises(ConnectionResetError):
+        while conn.recv(1):
+            pass
 
 
 def test_closed_by_client():
@@ -198,7 +237,7 @@ def test_a_relay_given_up_on_resets_criu_even_while_it_reads_from_it():
     with socket.create_server(("127.0.0.1", 0)) as refusing:
         port = refusing.getsockname()[1]
     src_criu, src_local = pair()
-    relay = _relay.Relay(KEY, "source", src_local, dial=("127.0.0.1", port)).start()
+    relay = _relay.Relay("c1", src_local, dial=dial_tcp(port)).start()
     time.sleep(0.3)  # its pump thread now waits for CRIU's data
     assert not relay.wait(0.1) and "did not finish" in relay.error
     src_criu.settimeout(5)

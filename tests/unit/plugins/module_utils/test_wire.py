@@ -124,3 +124,36 @@ def test_oversized_file_refused(target, source):
     with pytest.raises(_wire.WireError, match="larger than its manifest"):
         _wire.receive(str(target), "c1", plain_stream(bundle_dir, manifest), lambda m: None)
     assert os.listdir(target) == []
+
+
+def test_a_link_session_is_spliced_to_its_checkpoints_link_and_no_other(target):
+    """The one-time key's session, asked for the page link, carries bytes both ways to the unix socket of
+    this checkpoint's link (read-ahead after the header included); a checkpoint with no link is named."""
+    import socket
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(_wire.link_socket(str(target), "c1"))
+    listener.listen(1)
+
+    def link_end():
+        conn, _addr = listener.accept()
+        for data in iter(lambda: conn.recv(100), b""):
+            conn.sendall(data.upper())
+        conn.close()
+    threading.Thread(target=link_end, daemon=True).start()
+    ours, theirs = socket.socketpair()
+    control = theirs.makefile("rb")
+    written = bytearray()
+    done = {}
+    session = threading.Thread(target=lambda: done.setdefault("result", _wire.receive(
+        str(target), "c1", control, lambda m: written.extend(json.dumps(m).encode() + b"\n"), written.extend)))
+    session.start()
+    ours.sendall(b'{"link": true}\nhello')  # the relay's first frame follows the header at once
+    deadline = 50
+    while b"HELLO" not in written and deadline:
+        threading.Event().wait(0.1)
+        deadline -= 1
+    ours.close()
+    session.join(10)
+    assert bytes(written) == b'{"ready": true}\nHELLO' and done["result"] == {"link": True}
+    with pytest.raises(_wire.WireError, match="no page link for checkpoint c2"):
+        _wire.receive(str(target), "c2", io.BytesIO(b'{"link": true}\n'), lambda m: None, lambda data: None)
