@@ -100,16 +100,17 @@ def _abort(sock: socket.socket | None) -> None:
     _shut(sock, socket.SHUT_RD)  # SHUT_RD sends no FIN; the last close then resets
 
 
-def _read_exact(sock: socket.socket, size: int, silence: float | None = None) -> bytes:
-    data = bytearray()
-    while len(data) < size:
+def _read_exact(sock: socket.socket, size: int, silence: float | None = None) -> bytearray:
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
         if silence is not None and not select.select([sock], [], [], silence)[0]:
             raise ConnectionError("the link has been silent for %.0f s" % silence)
-        block = sock.recv(size - len(data))
-        if not block:
+        count = sock.recv_into(view[got:])
+        if not count:
             raise ConnectionError("link closed")
-        data += block
-    return bytes(data)
+        got += count
+    return data
 
 
 class Relay:

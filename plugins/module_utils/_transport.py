@@ -248,6 +248,17 @@ class Channel:
         self.close()
 
 
+def _line(sock: socket.socket) -> bytes:
+    """One line of the wire's handshake, read a byte at a time: what follows it is not this reader's."""
+    line = bytearray()
+    while not line.endswith(b"\n") and len(line) < 4096:
+        block = sock.recv(1)
+        if not block:
+            break
+        line += block
+    return bytes(line)
+
+
 class LinkDialer:
     """Opens sessions of a checkpoint's page link (see _relay) to the target: each one an OpenSSH session
     with the one-time key, whose forced command joins the link there. The session's stdin and stdout are
@@ -282,14 +293,11 @@ class LinkDialer:
         self._sessions.append(proc)
         try:
             mine.settimeout(timeout)
-            line = bytearray()
-            while not line.endswith(b"\n") and len(line) < 4096:
-                block = mine.recv(1)
-                if not block:
-                    break
-                line += block
-            _wire.await_ready(lambda: bytes(line))
+            _wire.await_ready(lambda: _line(mine))
             mine.sendall(json.dumps({"link": True}).encode() + b"\n")
+            answer = _line(mine)
+            if not answer.startswith(b'{"link": true}'):
+                raise _wire.WireError("the target did not join the link: %s" % answer[:300].decode("utf-8", "replace").strip())
             mine.settimeout(None)
             return mine
         except (OSError, _wire.WireError) as exc:

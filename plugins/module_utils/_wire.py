@@ -13,8 +13,8 @@ Protocol on the SSH channel (sender -> receiver unless noted):
   0. receiver -> sender, one JSON line {"ready": true} as it starts: the session is up, before the
      sender has anything to send (a checkpoint opens its connection before the freeze)
   1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool}; or {"link": true},
-     after which the session carries the checkpoint's page link (see _relay), spliced to the unix
-     socket where the target's end of that link listens (link_socket), and nothing else happens
+     answered {"link": true}, after which the session carries the checkpoint's page link (see _relay),
+     spliced to the unix socket where the target's end of that link listens (link_socket)
   2. receiver -> sender, one JSON line: {"have": bool}; the transfer ends there when the bundle is
      already complete on the target, or when the sender only probes
   3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one
@@ -25,6 +25,7 @@ while they stream, and renamed to <images_dir>/<id> only when every one matches.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -240,46 +241,67 @@ def link_socket(images_dir, checkpoint_id):
     return os.path.join(images_dir, ".link-%s.sock" % hashlib.sha256(checkpoint_id.encode("utf-8")).hexdigest()[:24])
 
 
-def join_link(images_dir, checkpoint_id, read1, write):
-    """Splice this session to the checkpoint's page link until either side ends."""
+def _pump(src, dst, spliced):
+    """Copy fd ``src`` to fd ``dst`` until the end, through one reused buffer, or with ``spliced`` in the
+    kernel when ``src`` is a pipe (an SSH session's stdin is). Only that way: a splice from a socket
+    into a pipe holds the pipe while it waits, and its reader would wait with it."""
+    splice = getattr(os, "splice", None) if spliced else None  # Python 3.10 and later
+    try:
+        while splice and splice(src, dst, CHUNK):
+            pass
+        if splice:
+            return
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not a pipe; anything else ends the session
+            return
+    buffer = memoryview(bytearray(CHUNK))
+    try:
+        while True:
+            size = os.readv(src, [buffer])
+            if not size:
+                return
+            sent = 0
+            while sent < size:
+                sent += os.write(dst, buffer[sent:size])
+    except OSError:
+        return
+
+
+def join_link(images_dir, checkpoint_id, in_fd, out_fd, reply):
+    """Splice this session (``in_fd``, ``out_fd``) to the checkpoint's page link until either side ends."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(link_socket(images_dir, checkpoint_id))
     except OSError as exc:
         sock.close()
         raise WireError("no page link for checkpoint %s here: %s" % (checkpoint_id, exc)) from None
+    reply({"link": True})  # the sender waits for it: nothing it sends is read ahead of the splice
 
     def inbound():
-        try:
-            for data in iter(lambda: read1(CHUNK), b""):
-                sock.sendall(data)
-        except OSError:
-            pass
+        _pump(in_fd, sock.fileno(), spliced=True)  # the pages, in both methods
         try:
             sock.shutdown(socket.SHUT_RDWR)  # the session ended: so does this end of the link
         except OSError:
             pass
 
-    threading.Thread(target=inbound, daemon=True).start()
-    try:
-        for data in iter(lambda: sock.recv(CHUNK), b""):
-            write(data)
-    except OSError:
-        pass
+    thread = threading.Thread(target=inbound, daemon=True)
+    thread.start()
+    _pump(sock.fileno(), out_fd, spliced=False)  # acknowledgements and lazy-pages requests
     sock.close()
     return {"link": True}
 
 
-def receive(images_dir, checkpoint_id, control, reply, write=None):
-    """Receive one bundle, or carry its page link; returns the reply dict that was sent last."""
+def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
+    """Receive one bundle, or carry its page link over ``link_fds`` (the session's input and output);
+    returns the reply dict that was sent last."""
     reply({"ready": True})
     if not valid_id(checkpoint_id):
         raise WireError("invalid checkpoint id")
     header = json.loads(control.readline(MAX_HEADER) or b"null")
     if not isinstance(header, dict):
         raise WireError("no header")
-    if header == {"link": True} and write is not None:
-        return join_link(images_dir, checkpoint_id, control.read1, write)
+    if header == {"link": True} and link_fds is not None:
+        return join_link(images_dir, checkpoint_id, link_fds[0], link_fds[1], reply)
     manifest, compress = header.get("manifest"), header.get("compress", "none")
     _check_manifest(manifest, checkpoint_id)
     if compress not in ("none", "zstd"):
@@ -329,7 +351,8 @@ def main(argv=None):
     mode, images_dir, checkpoint_id = argv
     try:
         if mode == "receive":
-            receive(images_dir, checkpoint_id, control, lambda message: write(json.dumps(message).encode() + b"\n"), write)
+            receive(images_dir, checkpoint_id, control, lambda message: write(json.dumps(message).encode() + b"\n"),
+                    (control.fileno(), out.fileno()))
         else:
             if not valid_id(checkpoint_id):
                 raise WireError("invalid checkpoint id")

@@ -10,7 +10,6 @@ import pytest
 from ansible_collections.ferry.migrate.plugins.module_utils import _relay
 
 
-
 def dial_tcp(port):
     """A dialler as the relay wants it: a new connection within the seconds given (SSH in use)."""
     return lambda timeout: socket.create_connection(("127.0.0.1", port), timeout=min(timeout, 2))

@@ -3,6 +3,7 @@ import io
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -126,9 +127,11 @@ def test_oversized_file_refused(target, source):
     assert os.listdir(target) == []
 
 
-def test_a_link_session_is_spliced_to_its_checkpoints_link_and_no_other(target):
-    """The one-time key's session, asked for the page link, carries bytes both ways to the unix socket of
-    this checkpoint's link (read-ahead after the header included); a checkpoint with no link is named."""
+@pytest.mark.parametrize("output", ["pipe", "socket"])
+def test_a_link_session_is_spliced_to_its_checkpoints_link_and_no_other(target, output):
+    """The one-time key's session, asked for the page link, answers and then carries bytes both ways to
+    the unix socket of this checkpoint's link (spliced through a pipe as sshd gives one, or copied); a
+    checkpoint with no link is named."""
     import socket
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(_wire.link_socket(str(target), "c1"))
@@ -140,20 +143,43 @@ def test_a_link_session_is_spliced_to_its_checkpoints_link_and_no_other(target):
             conn.sendall(data.upper())
         conn.close()
     threading.Thread(target=link_end, daemon=True).start()
-    ours, theirs = socket.socketpair()
-    control = theirs.makefile("rb")
-    written = bytearray()
+    if output == "pipe":  # as sshd runs a forced command: the input spliced, the output copied
+        in_r, in_w = os.pipe()
+        control, sender = os.fdopen(in_r, "rb"), os.fdopen(in_w, "wb", buffering=0)
+        out_r, out_w = os.pipe()
+        reader = os.fdopen(out_r, "rb", buffering=0)
+    else:
+        sender, theirs = socket.socketpair()
+        control, in_r = theirs.makefile("rb"), theirs.fileno()
+        reader, out_sock = socket.socketpair()
+        out_w = out_sock.fileno()
+
+    def send(data):
+        if output == "pipe":
+            sender.write(data)
+        else:
+            sender.sendall(data)
+
+    def end():
+        if output == "pipe":
+            sender.close()
+        else:
+            sender.shutdown(socket.SHUT_WR)
+    replies = []
     done = {}
     session = threading.Thread(target=lambda: done.setdefault("result", _wire.receive(
-        str(target), "c1", control, lambda m: written.extend(json.dumps(m).encode() + b"\n"), written.extend)))
+        str(target), "c1", control, replies.append, (in_r, out_w))))
     session.start()
-    ours.sendall(b'{"link": true}\nhello')  # the relay's first frame follows the header at once
-    deadline = 50
-    while b"HELLO" not in written and deadline:
-        threading.Event().wait(0.1)
-        deadline -= 1
-    ours.close()
+    send(b'{"link": true}\n')
+    deadline = time.monotonic() + 10
+    while len(replies) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert replies == [{"ready": True}, {"link": True}]
+    send(b"hello")
+    got = reader.recv(100) if output == "socket" else reader.read(100)
+    assert got == b"HELLO"
+    end()
     session.join(10)
-    assert bytes(written) == b'{"ready": true}\nHELLO' and done["result"] == {"link": True}
+    assert done["result"] == {"link": True}
     with pytest.raises(_wire.WireError, match="no page link for checkpoint c2"):
-        _wire.receive(str(target), "c2", io.BytesIO(b'{"link": true}\n'), lambda m: None, lambda data: None)
+        _wire.receive(str(target), "c2", io.BytesIO(b'{"link": true}\n'), lambda m: None, (0, 1))
