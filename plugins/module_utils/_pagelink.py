@@ -201,8 +201,11 @@ def streamed_pages(images_dir: str, checkpoint_id: str, expected_bytes: int, wai
 
 def dialer(link: dict[str, t.Any]) -> _transport.LinkDialer:
     """SSH sessions to the target's end, as checkpoint's option page_link describes it."""
-    return _transport.LinkDialer(link["checkpoint_id"], link["target"], link["port"], link["user"], link["private_key"],
-                                 link["host_keys"])
+    try:
+        return _transport.LinkDialer(link["checkpoint_id"], link["target"], link["port"], link["user"], link["private_key"],
+                                     link["host_keys"])
+    except _transport.TransportError as exc:
+        raise OSError("page_link: %s" % exc) from None
 
 
 def source_stream(link: dict[str, t.Any]) -> tuple[Relay, int]:

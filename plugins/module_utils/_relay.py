@@ -138,6 +138,8 @@ class Relay:
         self._on_failure = on_failure
         self._send_lock = threading.Lock()
         self._local_lock = threading.Lock()
+        self._making_lock = threading.Lock()
+        self._made = False
         self._lazy_client = lazy_client
         self._local_tail = _Tail()
         self._lock = threading.Condition()
@@ -301,14 +303,20 @@ class Relay:
     # ---- local side ----------------------------------------------------------------------------
 
     def _local_sock(self) -> socket.socket:
-        local = self._local
-        if local is None:
-            made = self._local_arg() if callable(self._local_arg) else self._local_arg  # may wait: not under the lock
-            with self._local_lock:
-                if self._local is None:
-                    self._local = made
-                local = self._local
-        return local
+        # One connection to CRIU, made once by whichever thread needs it first. Making it may wait long
+        # (for CRIU to listen), so it holds its own lock, not the one _fail takes to reset it.
+        with self._making_lock:
+            local = self._local
+            if local is None and not self._made:
+                local = self._local_arg() if callable(self._local_arg) else self._local_arg
+                self._made = True
+                with self._local_lock:
+                    self._local = local
+            return local if local is not None else self._local_arg_gone()
+
+    @staticmethod
+    def _local_arg_gone() -> socket.socket:
+        raise OSError("this host's CRIU connection was reset (the link failed)")
 
     def _pump_local(self) -> None:
         try:
