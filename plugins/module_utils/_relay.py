@@ -312,11 +312,9 @@ class Relay:
                 self._made = True
                 with self._local_lock:
                     self._local = local
-            return local if local is not None else self._local_arg_gone()
-
-    @staticmethod
-    def _local_arg_gone() -> socket.socket:
-        raise OSError("this host's CRIU connection was reset (the link failed)")
+            if local is None:
+                raise OSError("this host's CRIU connection was reset (the link failed)")
+            return local
 
     def _pump_local(self) -> None:
         try:

@@ -37,8 +37,6 @@ _COMMAND_PATH = re.compile(r"^/[A-Za-z0-9_./-]+\Z")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,3}\Z")
 
 
-# The options of ferry.migrate.transfer, checked by the module on the source and by its action plugin
-# on the controller (which fills connection details from the inventory and handles route=controller).
 # How a host reaches the target's forced command: the suboptions of checkpoint's send and page_link.
 PEER_SPEC = dict(
     target=dict(type="str", required=True),
@@ -48,6 +46,8 @@ PEER_SPEC = dict(
     host_keys=dict(type="list", elements="str", required=True, no_log=False),
 )
 
+# The options of ferry.migrate.transfer, checked by the module on the source and by its action plugin
+# on the controller (which fills connection details from the inventory and handles route=controller).
 ARGUMENT_SPEC = dict(
     checkpoint_id=dict(type="str", required=True),
     target=dict(type="str", required=True),
@@ -152,6 +152,14 @@ def valid_host_key(key_type: str, data: str) -> bool:
     return bool(_KEY_TYPE.match(key_type)) and bool(_BASE64.match(data))
 
 
+def _private_file(directory: str, name: str, text: str) -> str:
+    """A file only its owner reads, in a private directory: a one-time key, or the pinned host keys."""
+    path = os.path.join(directory, name)
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as handle:
+        handle.write(text)
+    return path
+
+
 class Channel:
     """One SSH session to a peer whose one-time key runs a forced command: its stdin and stdout carry
     the wire protocol. The key and the pinned host keys live in a private directory while it runs."""
@@ -166,10 +174,10 @@ class Channel:
         try:
             identity = private_key_file
             if private_key is not None:
-                identity = self._private_file("key", private_key if private_key.endswith("\n") else private_key + "\n")
+                identity = _private_file(self._dir, "key", private_key if private_key.endswith("\n") else private_key + "\n")
             known = known_hosts_file
             if host_keys:
-                known = self._private_file("known_hosts", "".join(line + "\n" for line in pin_lines(host_keys)))
+                known = _private_file(self._dir, "known_hosts", "".join(line + "\n" for line in pin_lines(host_keys)))
                 if not pin_lines(host_keys):
                     raise TransportError("no valid host key pinned for %s" % host)
             if not known:
@@ -183,12 +191,6 @@ class Channel:
             shutil.rmtree(self._dir, ignore_errors=True)
             raise
         self._reader = os.fdopen(os.dup(self._proc.stdout.fileno()), "rb", buffering=CHUNK)
-
-    def _private_file(self, name: str, text: str) -> str:
-        path = os.path.join(self._dir, name)
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as handle:
-            handle.write(text)
-        return path
 
     def ready(self) -> None:
         """Wait for the peer's receiver to answer: the connection, host key and login are good."""
@@ -269,13 +271,9 @@ class LinkDialer:
         if not pin_lines(host_keys):
             raise TransportError("no valid host key pinned for %s" % host)
         self._dir = tempfile.mkdtemp(prefix="ferry-link-")  # 0700
-        self._identity = os.path.join(self._dir, "key")
-        self._known = os.path.join(self._dir, "known_hosts")
-        for path, text in ((self._identity, private_key if private_key.endswith("\n") else private_key + "\n"),
-                           (self._known, "".join(line + "\n" for line in pin_lines(host_keys)))):
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as handle:
-                handle.write(text)
-        self._argv = ssh_argv(host, port, user, "link " + checkpoint_id, self._identity, self._known, ssh_args)
+        identity = _private_file(self._dir, "key", private_key if private_key.endswith("\n") else private_key + "\n")
+        known = _private_file(self._dir, "known_hosts", "".join(line + "\n" for line in pin_lines(host_keys)))
+        self._argv = ssh_argv(host, port, user, "link " + checkpoint_id, identity, known, ssh_args)
         self.host = host
         self._sessions: list[subprocess.Popen] = []
 

@@ -245,15 +245,14 @@ def _pump(src, dst, spliced):
     """Copy fd ``src`` to fd ``dst`` until the end, through one reused buffer, or with ``spliced`` in the
     kernel when ``src`` is a pipe (an SSH session's stdin is). Only that way: a splice from a socket
     into a pipe holds the pipe while it waits, and its reader would wait with it."""
-    splice = getattr(os, "splice", None) if spliced else None  # Python 3.10 and later
-    try:
-        while splice and splice(src, dst, CHUNK):
-            pass
-        if splice:
+    if spliced and hasattr(os, "splice"):  # Python 3.10 and later
+        try:
+            while os.splice(src, dst, CHUNK):
+                pass
             return
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:  # EINVAL: not a pipe; anything else ends the session
-            return
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: not a pipe; anything else ends the session
+                return
     buffer = memoryview(bytearray(CHUNK))
     try:
         while True:
@@ -284,8 +283,7 @@ def join_link(images_dir, checkpoint_id, in_fd, out_fd, reply):
         except OSError:
             pass
 
-    thread = threading.Thread(target=inbound, daemon=True)
-    thread.start()
+    threading.Thread(target=inbound, daemon=True).start()
     _pump(sock.fileno(), out_fd, spliced=False)  # acknowledgements and lazy-pages requests
     sock.close()
     return {"link": True}

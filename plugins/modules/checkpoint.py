@@ -332,7 +332,7 @@ def main():
     # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
     # trips out of the downtime; the target's restore is already waiting for it.
     receiver = _sender(module, params["send"]) if params["send"] else None
-    link = dict(params["page_link"], checkpoint_id=checkpoint_id) if params["page_link"] else None
+    options_for_engine = dict(options, page_link=dict(params["page_link"], checkpoint_id=checkpoint_id) if params["page_link"] else None)
     if method == "post_copy":
         def post_dump(fields):
             """The tree is frozen and every image but its lazy pages written: deliver them now."""
@@ -343,9 +343,7 @@ def main():
                 finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
                 return False  # CRIU resumes the tree here
             return True
-        options_for_engine = dict(options, page_link=link, post_dump=post_dump)
-    else:
-        options_for_engine = dict(options, page_link=link)
+        options_for_engine["post_dump"] = post_dump
     partial = _bundle.start(images_dir, checkpoint_id)
     fields, bundle_dir, frozen = None, partial, False
     try:
