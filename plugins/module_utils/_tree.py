@@ -36,8 +36,7 @@ def read_pid(pidfile: str) -> int | None:
 
 
 def write_pid(pidfile: str, pid: int) -> None:
-    os.makedirs(os.path.dirname(pidfile), mode=0o755, exist_ok=True)
-    write_atomic(pidfile, "%d\n" % pid, 0o644)
+    _write_beside(pidfile, "%d\n" % pid)
 
 
 def tree_state(pid: int | None) -> str:
@@ -95,8 +94,13 @@ def read_addresses(pidfile: str) -> list[str]:
 
 def write_addresses(pidfile: str, addresses: list[str]) -> None:
     if addresses:
-        with open(addresses_file(pidfile), "w", encoding="ascii") as handle:
-            handle.write("".join(a + "\n" for a in addresses))
+        _write_beside(addresses_file(pidfile), "".join(a + "\n" for a in addresses))
+
+
+def _write_beside(path: str, text: str) -> None:
+    """A tree's files on a host where no tree ran before: the directory is made first."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    write_atomic(path, text, 0o644)
 
 
 def _loopback_config(images_dir: str) -> str:

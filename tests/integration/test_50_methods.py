@@ -117,21 +117,24 @@ def iptables_locks(node):
             if "0xc114" in rule or "/32 -j DROP" in rule]
 
 
-def stream_client(address, seconds):
-    """ferry_stream.py's client on node3, holding one connection to ``address``:7400 for ``seconds``."""
+def stream_client(address):
+    """ferry_stream.py's client on node3, holding one connection to ``address``:7400 until
+    client_result ends it."""
     client = subprocess.Popen(
-        ssh_argv("node3") + ["python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 %d" % (address, seconds)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ssh_argv("node3") + ["python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400" % address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(3)
     return client
 
 
 def client_result(client):
-    """What the client received: every number once, in order, or the faults it saw."""
-    out, err = client.communicate(timeout=120)
+    """What the client received once the stream has gone on 3 s more: every number once, in order,
+    still arriving when it stopped."""
+    time.sleep(3)
+    out, err = client.communicate(input="", timeout=120)
     assert out, err
     result = json.loads(out)
-    assert result["faults"] == [], result
+    assert result["faults"] == [] and result["silent"] < 1, result
     return result
 
 
@@ -158,17 +161,15 @@ def test_a_client_keeps_its_connection_and_every_byte(clean, method):
     ssh("node1", "ferry-lab spawn-tree --address %s/24 svc python3 /usr/local/lib/ferry-lab/ferry_stream.py serve %s 7400"
         % (address, address))
     time.sleep(1)
-    client = stream_client(address, 40)
-    started = time.monotonic()
+    client = stream_client(address)
     out = migrate("svc", "node1", "node2", migrate_engine="criu", migrate_method=method)
-    assert time.monotonic() - started < 35, "the client would end before the migration did"
     result = client_result(client)
-    assert result["first"] == 1 and result["last"] == result["lines"] > 10000, result
+    assert result["first"] == 1 and result["last"] == result["lines"] > 3000, result
     assert "by %s" % method in said(out)
     assert address + "/24" in ssh("node2", "ip -br addr show dev eth0")
     assert address not in ssh("node1", "ip -br addr show dev eth0")
     assert iptables_locks("node1") == [] and iptables_locks("node2") == []
-    fresh = json.loads(ssh("node3", "python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400 1" % address))
+    fresh = json.loads(ssh("node3", "sleep 1 | python3 /usr/local/lib/ferry-lab/ferry_stream.py client %s 7400" % address))
     assert fresh["faults"] == [] and fresh["lines"] > 100  # and it takes new clients where it is now
 
 
@@ -180,15 +181,13 @@ def test_a_container_on_the_fabric_keeps_its_address_and_its_client(clean, engin
     ssh("node1", "%s run -d --name svc --network fabric --ip %s localhost/ferry/busybox:lab "
                  "sh -c 'i=0; while :; do i=$((i+1)); echo $i; usleep 1000; done | nc -l -p 7400'" % (engine, address))
     time.sleep(1)
-    client = stream_client(address, 25)
+    client = stream_client(address)
     mac = ssh("node1", "%s exec svc cat /sys/class/net/eth0/address" % engine)
-    started = time.monotonic()
     migrate("svc", "node1", "node2", migrate_engine=engine)
-    assert time.monotonic() - started < 20, "the client would end before the migration did"
     assert address + "/24" in ssh("node2", "%s exec svc ip -4 addr" % engine)
     assert ssh("node2", "%s exec svc cat /sys/class/net/eth0/address" % engine) == mac  # peers' ARP entries stay right
     result = client_result(client)
-    assert result["first"] == 1 and result["last"] == result["lines"] > 5000, result
+    assert result["first"] == 1 and result["last"] == result["lines"] > 2000, result
     assert ssh("node1", "%s ps -a -q" % engine) == ""
 
 

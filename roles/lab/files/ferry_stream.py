@@ -1,9 +1,12 @@
 """Lab workload for connections that must survive a migration.
 
 serve ADDR PORT: accept clients on ADDR:PORT and send each an endless stream of lines "1", "2", ...
-(about a thousand a second). client ADDR PORT SECONDS: hold one connection for SECONDS, and print as
-JSON what arrived: lines, the first and last number, and every gap or repeat (none may be)."""
+(about a thousand a second). client ADDR PORT: hold one connection until standard input ends, and
+print as JSON what arrived: lines, the first and last number, every gap or repeat (none may be), and
+how long the stream had been silent when it stopped (the caller ends it after the event it watches,
+so a stream that never came back shows, whatever the event's duration)."""
 import json
+import os
 import select
 import socket
 import sys
@@ -38,18 +41,24 @@ def serve(address, port):
         time.sleep(0.001)
 
 
-def client(address, port, seconds):
-    sock = socket.create_connection((address, port), timeout=30)
-    end, buffer, expected, first, faults, lines = time.time() + seconds, b"", None, None, [], 0
-    while time.time() < end:
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
+def client(address, port):
+    sock = socket.create_connection((address, port))
+    buffer, expected, first, faults, lines = b"", None, None, [], 0
+    last_data = time.monotonic()
+    while True:
+        readable, _w, _e = select.select([sock, sys.stdin], [], [], 30)
+        if not readable:
             faults.append("no data for 30 s")
             break
+        if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
+            break
+        if sock not in readable:
+            continue
+        data = sock.recv(65536)
         if not data:
             faults.append("the connection was closed")
             break
+        last_data = time.monotonic()
         buffer += data
         *complete, buffer = buffer.split(b"\n")
         for line in complete:
@@ -61,11 +70,12 @@ def client(address, port, seconds):
             lines += 1
     local_address, local_port = sock.getsockname()[:2]
     print(json.dumps({"lines": lines, "first": first, "last": expected - 1 if expected else None,
-                      "faults": faults[:10], "local": "%s:%s" % (local_address, local_port)}))
+                      "faults": faults[:10], "silent": round(time.monotonic() - last_data, 3),
+                      "local": "%s:%s" % (local_address, local_port)}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
     else:
-        client(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        client(sys.argv[2], int(sys.argv[3]))

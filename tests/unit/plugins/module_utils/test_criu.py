@@ -43,3 +43,11 @@ def test_a_streamed_dump_leaves_the_tree_stopped_not_killed():
     assert _tree.dump_options({"method": "stream"})["leave_stopped"] is True
     assert _tree.dump_options({"method": "stop_and_copy"})["leave_stopped"] is None
     assert _tree.dump_options({"method": "stream", "leave_running": True})["leave_stopped"] is None
+
+
+def test_a_tree_restored_where_no_tree_ran_before_keeps_its_pid_and_addresses(tmp_path):
+    from ansible_collections.ferry.migrate.plugins.module_utils import _tree
+    pidfile = str(tmp_path / "trees" / "svc.pid")  # the tree directory is not there yet
+    _tree.write_addresses(pidfile, ["10.0.0.5/24"])
+    _tree.write_pid(pidfile, 1)
+    assert _tree.read_addresses(pidfile) == ["10.0.0.5/24"] and _tree.read_pid(pidfile) == 1
