@@ -28,7 +28,11 @@ CHUNK = 1 << 20
 
 
 class BundleError(Exception):
-    pass
+    """A bundle or its manifest is not as it must be; ``problems`` lists each file that is not."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def check_id(checkpoint_id: str) -> str:
@@ -155,6 +159,19 @@ def verify(path: str, manifest: dict[str, t.Any] | None = None) -> list[str]:
         elif sha256_file(full) != entry["sha256"]:
             problems.append("%s does not match its sha256" % entry["name"])
     return problems
+
+
+def verified(path: str) -> dict[str, t.Any]:
+    """The manifest of the bundle at ``path`` once it and every file in it verify."""
+    checkpoint_id = os.path.basename(path)
+    try:
+        manifest = load_manifest(path)
+    except BundleError as exc:
+        raise BundleError("checkpoint %s: %s" % (checkpoint_id, exc)) from None
+    problems = verify(path, manifest)
+    if problems:
+        raise BundleError("checkpoint %s does not verify: %s" % (checkpoint_id, "; ".join(problems)), problems)
+    return manifest
 
 
 def total_bytes(manifest: dict[str, t.Any]) -> int:

@@ -200,7 +200,7 @@ class DockerEngine(ImageEngine):
             return mine
         return None
 
-    def checkpoint(self, container, bundle_dir, options):
+    def checkpoint(self, container, bundle_dir, options, handover=None):
         found = self._inspect([container])
         if not found:
             raise EngineError("no docker container %s" % container)

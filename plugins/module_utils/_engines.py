@@ -28,5 +28,6 @@ def capabilities(name: str) -> dict[str, t.Any]:
     return dict(REGISTRY[name].capabilities)
 
 
-def engine_for(module: t.Any) -> Engine:
-    return REGISTRY[module.params["engine"]](module, criu_for(module))
+def engine_for(module: t.Any, name: str | None = None) -> Engine:
+    """The engine ``name`` (by default the module's option ``engine``), working through ``module``."""
+    return REGISTRY[name or module.params["engine"]](module, criu_for(module))

@@ -101,7 +101,7 @@ class PodmanEngine(ImageEngine):
         if parsed < MIN_VERSION:
             module.fail_json(msg="podman %s is older than %d.%d" % ((version,) + MIN_VERSION))
 
-    def checkpoint(self, container, bundle_dir, options):
+    def checkpoint(self, container, bundle_dir, options, handover=None):
         found = self._inspect([container])
         if not found:
             raise EngineError("no podman container %s" % container)

@@ -398,10 +398,7 @@ class Relay:
             net, self._net = self._net, None
         for sock in (net, self._listener):
             if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
+                _shut(sock, socket.SHUT_RDWR)  # the other end sees the session end, after what was sent
         # Shut, not just close: a thread blocked reading it would keep it open, and CRIU waiting.
         # After a failure (set before ``done``, so seen here) CRIU gets a reset, never a clean end.
         local = self._local

@@ -309,11 +309,16 @@ class LinkDialer:
         finally:
             errors.close()
 
-    def close(self) -> None:
+    def close(self, grace: float = 5.0) -> None:
+        """Let the sessions end (the relay has shut its side; ssh may still hold its last frames, the
+        final acknowledgement among them), killing whichever is still there after ``grace`` seconds."""
+        deadline = time.monotonic() + grace
         for proc in self._sessions:
-            if proc.poll() is None:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 proc.kill()
-            proc.wait()
+                proc.wait()
         self._sessions = []
         shutil.rmtree(self._dir, ignore_errors=True)
 

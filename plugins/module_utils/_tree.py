@@ -155,7 +155,7 @@ class TreeEngine(Engine):
         names = sorted(f[:-4] for f in os.listdir(tree_dir) if f.endswith(".pid")) if os.path.isdir(tree_dir) else []
         return [self._summary(name, os.path.join(tree_dir, pid_file_name(name))) for name in names]
 
-    def checkpoint(self, container, bundle_dir, options):
+    def checkpoint(self, container, bundle_dir, options, handover=None):
         info = self.describe(container)
         if not info or not info["pid"]:
             raise EngineError("no running process tree %s (pidfile %s)" % (container, self._pidfile(container)))
@@ -173,7 +173,7 @@ class TreeEngine(Engine):
             def notify(script):
                 if script == "post-dump":  # every image but the lazy pages is written: hand them over
                     self._moving(info, here=False)  # the target takes them the moment it restores
-                    if options["post_dump"](dict(fields, stats={})):  # CRIU writes its statistics at the end
+                    if handover(dict(fields, stats={})):  # CRIU writes its statistics at the end
                         return True
                     self._moving(info, here=True)
                     return False

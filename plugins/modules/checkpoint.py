@@ -238,24 +238,9 @@ detail:
   type: str
 """
 
-import os
-import socket
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _transport
-
-
-def _sender(module, send):
-    """The SSH session to the target's receiver, up before the container freezes: not part of the downtime."""
-    try:
-        channel = _transport.Channel(send["target"], send["port"], send["user"], "ferry-receive", send["timeout"],
-                                     private_key=send["private_key"], host_keys=send["host_keys"])
-        channel.ready()
-    except (_transport.TransportError, OSError) as exc:
-        module.fail_json(msg="send: %s" % exc, phase="checkpoint")
-    return channel
+from ansible_collections.ferry.migrate.plugins.module_utils import _checkpoint, _engines, _transport
 
 
 def main():
@@ -281,116 +266,7 @@ def main():
                      ("method", "post_copy", ("page_link", "send"))],
         supports_check_mode=True,
     )
-    params = module.params
-    _engine.check_container(module, "container")
-    checkpoint_id = params["container"] if params["checkpoint_id"] is None else params["checkpoint_id"]
-    _engine.check_checkpoint_id(module, checkpoint_id)
-    images_dir = params["images_dir"]
-    path = _bundle.final_path(images_dir, checkpoint_id)
-
-    if params["state"] == "absent":
-        present = os.path.lexists(path) or os.path.lexists(_bundle.partial_path(images_dir, checkpoint_id))
-        if present and not module.check_mode:
-            _bundle.remove(images_dir, checkpoint_id)
-        module.exit_json(changed=present, path=path)
-
-    engine = _engines.engine_for(module)
-    # Idempotent: a verified bundle of this container, which no longer runs, is the checkpoint already
-    # taken. A container that runs (again) gets a fresh checkpoint: a stale one would lose its state.
-    info = engine.describe(params["container"])
-    if os.path.isdir(path) and not (info and info["state"] == "running"):
-        try:
-            manifest = _bundle.load_manifest(path)
-        except _bundle.BundleError:
-            manifest = None
-        if manifest and params["container"] in (manifest["container"]["name"], manifest["container"]["id"]) \
-                and not _bundle.verify(path, manifest):
-            module.exit_json(changed=False, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest))
-    if module.check_mode:
-        module.exit_json(changed=True, path=path)
-
-    method = params["method"]
-    if method not in engine.capabilities["methods"]:
-        module.fail_json(msg="method: engine %s offers %s only, not %s" % (engine.name, " and ".join(engine.capabilities["methods"]), method))
-    if method != "stop_and_copy" and params["leave_running"]:
-        module.fail_json(msg="leave_running: a copy is taken with method stop_and_copy only")
-    options = {key: params[key] for key in ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")}
-    criu_version = _criu.version_string(engine.criu.version())
-    finished = {}
-
-    def finalise(fields):
-        return _bundle.finalise(images_dir, checkpoint_id, dict(
-            fields,
-            engine=engine.name,
-            criu_version=criu_version,
-            source_host=socket.gethostname(),
-            options=options,
-            frozen_at=None if params["leave_running"] else frozen_at,
-            checkpointed_at=_engine.now(),
-        ))
-
-    # Delivering it from here, over a connection opened before the freeze, keeps the controller's round
-    # trips out of the downtime; the target's restore is already waiting for it.
-    receiver = _sender(module, params["send"]) if params["send"] else None
-    options_for_engine = dict(options, page_link=dict(params["page_link"], checkpoint_id=checkpoint_id) if params["page_link"] else None)
-    if method == "post_copy":
-        def post_dump(fields):
-            """The tree is frozen and every image but its lazy pages written: deliver them now."""
-            try:
-                finished["manifest"] = finalise(fields)
-                finished["sent"] = _transport.send_bundle(receiver, path, finished["manifest"])
-            except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
-                finished["error"] = "sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)
-                return False  # CRIU resumes the tree here
-            return True
-        options_for_engine["post_dump"] = post_dump
-    partial = _bundle.start(images_dir, checkpoint_id)
-    fields, bundle_dir, frozen = None, partial, False
-    try:
-        engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
-        frozen_at = _engine.now()
-        frozen = not params["leave_running"]  # from here on the container may have been stopped, if only for a moment
-        started = time.monotonic()
-        try:
-            fields = engine.checkpoint(params["container"], partial, options_for_engine)
-        except _engine.EngineError as exc:
-            if finished.get("error"):
-                raise _engine.EngineError("%s; %s runs on here" % (finished["error"], params["container"]), exc.detail) from exc
-            if finished.get("manifest"):
-                raise _engine.EngineError(
-                    "post-copy failed after the target started: %s. The target's copy was stopped and %s resumed here "
-                    "from its frozen state; what it did on the target since %s is lost" % (exc, params["container"], frozen_at),
-                    exc.detail) from exc
-            raise
-        seconds = round(time.monotonic() - started, 3)
-        if method == "post_copy":
-            manifest, link = finished["manifest"], fields.get("page_link")
-            fields = None  # the tree ended with its last page served: nothing to resume
-            module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest),
-                             seconds=seconds, sent=finished["sent"], pages_done_at=_engine.now(), page_link=link)
-        manifest = finalise(fields)
-        bundle_dir, sent = path, None
-        if receiver:
-            try:
-                sent = _transport.send_bundle(receiver, path, manifest)
-            except _transport.TransportError as exc:
-                raise _engine.EngineError("sending the checkpoint to %s failed: %s" % (params["send"]["target"], exc)) from exc
-    except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
-        if receiver:
-            receiver.kill()  # the target's receiver sees the session end; the one-time key leaves this host
-        resumed = ""
-        if fields is not None and not params["leave_running"]:
-            # Stopped, but no rollback will come for a checkpoint that failed: it runs again here, now.
-            try:
-                engine.resume(bundle_dir, dict(fields, id=checkpoint_id, options=options), options)
-                resumed = " (%s runs again from its checkpoint)" % params["container"]
-            except (_engine.EngineError, _criu.CriuError, OSError) as again:
-                resumed = " (and resuming %s failed too: %s)" % (params["container"], again)
-        _bundle.remove_tree(partial)
-        _engine.fail(module, "checkpoint", _engine.EngineError("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", "")),
-                     frozen=frozen)
-    module.exit_json(changed=True, path=path, manifest=manifest, bytes=_bundle.total_bytes(manifest), seconds=seconds,
-                     sent=sent)
+    _checkpoint.run(module)
 
 
 if __name__ == "__main__":

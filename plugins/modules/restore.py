@@ -122,41 +122,9 @@ detail:
   type: str
 """
 
-import os
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _pagelink
-
-
-def _wait_marker(images_dir, checkpoint_id):
-    return os.path.join(images_dir, ".wait-" + checkpoint_id)
-
-
-def _wait_for_bundle(module, images_dir, checkpoint_id, seconds):
-    """Wait for the source to deliver the bundle. ``state=absent`` for the same checkpoint cancels the
-    wait (it removes the marker), as does the failure of its page link."""
-    manifest = os.path.join(_bundle.final_path(images_dir, checkpoint_id), "manifest.json")
-    marker = _wait_marker(images_dir, checkpoint_id)
-    with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
-        handle.write("%d\n" % os.getpid())
-    deadline = time.monotonic() + seconds
-    try:
-        while not os.path.exists(manifest):
-            if not os.path.exists(marker):
-                module.fail_json(msg="checkpoint %s: the wait for it was cancelled" % checkpoint_id, phase="verify")
-            link = _pagelink.read_state(images_dir, checkpoint_id)
-            if link is not None and (link.get("state") == "failed"
-                                     or link.get("state") == "running" and not _pagelink.alive(link.get("pid"))):
-                module.fail_json(msg="checkpoint %s: its page link is %s, so no bundle will come"
-                                 % (checkpoint_id, link.get("error") or link.get("state")), phase="verify")
-            if time.monotonic() > deadline:
-                module.fail_json(msg="checkpoint %s did not arrive within %d s" % (checkpoint_id, seconds), phase="verify")
-            time.sleep(0.01)
-    finally:
-        if os.path.exists(marker):
-            os.unlink(marker)
+from ansible_collections.ferry.migrate.plugins.module_utils import _engines, _restore
 
 
 def main():
@@ -172,57 +140,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    _engine.check_checkpoint_id(module, params["checkpoint_id"])
-    path = _bundle.final_path(params["images_dir"], params["checkpoint_id"])
-
-    if params["state"] == "absent":
-        marker = _wait_marker(params["images_dir"], params["checkpoint_id"])
-        waiting = os.path.exists(marker)
-        if waiting and not module.check_mode:
-            os.unlink(marker)  # a restore waiting for it gives up
-        try:
-            manifest = _bundle.load_manifest(path)
-        except _bundle.BundleError:
-            module.exit_json(changed=waiting, msg="no checkpoint %s here, so no container of it" % params["checkpoint_id"])
-        params["engine"] = manifest["engine"]
-        engine = _engines.engine_for(module)
-        present = engine.exists(manifest)
-        if present and not module.check_mode:
-            try:
-                engine.remove(manifest)
-            except (_engine.EngineError, OSError) as exc:
-                _engine.fail(module, "remove", exc)
-        module.exit_json(changed=bool(present))
-
-    if params["wait"] > 0 and not module.check_mode:
-        _wait_for_bundle(module, params["images_dir"], params["checkpoint_id"], params["wait"])
-    path, manifest = _engine.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
-    if params["engine"] and params["engine"] != manifest["engine"]:
-        module.fail_json(msg="engine: the checkpoint was taken with engine %s, not %s" % (manifest["engine"], params["engine"]))
-    params["engine"] = manifest["engine"]
-    engine = _engines.engine_for(module)
-    if engine.running(manifest):
-        module.exit_json(changed=False, container=engine.describe(manifest["container"]["id"]))
-
-    if not params["resume"]:
-        mine, theirs = engine.criu.version(), _criu.parse_version(manifest.get("criu_version") or "")
-        if theirs and mine and mine[:2] < theirs[:2]:
-            module.fail_json(msg="CRIU %s here is older than CRIU %s that took the checkpoint"
-                             % (_criu.version_string(mine), manifest["criu_version"]), phase="verify")
-        if params["cpu_check"] and not engine.criu.cpuinfo_check(path):
-            module.fail_json(msg="this host's CPU cannot run processes checkpointed on %s (CRIU cpuinfo check)"
-                             % manifest.get("source_host"), phase="verify")
-    if module.check_mode:
-        module.exit_json(changed=True)
-
-    options = manifest.get("options") or {}
-    started = time.monotonic()
-    try:
-        result = (engine.resume if params["resume"] else engine.restore)(path, manifest, options)
-    except (_engine.EngineError, _criu.CriuError, OSError) as exc:
-        _engine.fail(module, "resume" if params["resume"] else "restore", exc)
-    module.exit_json(changed=True, running_at=_engine.now(), seconds=round(time.monotonic() - started, 3), **result)
+    _restore.run(module)
 
 
 if __name__ == "__main__":

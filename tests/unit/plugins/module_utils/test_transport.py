@@ -60,3 +60,20 @@ def test_a_login_that_fails_is_named_before_anything_is_sent(tmp_path):
     channel = _transport.Channel("127.0.0.1", 9, "root", "ferry-receive", 5, private_key="not a key", host_keys=[KEY])
     with pytest.raises(_transport.TransportError, match="cannot reach 127.0.0.1: the target did not start the receiver"):
         channel.ready()
+
+
+def test_a_link_session_ends_with_what_was_sent_last_delivered(tmp_path):
+    # The session's program stands in for ssh and the forced command behind it: it answers as the
+    # target does, then needs a moment after its input ends to deliver what it read. A relay finishing
+    # a page link sends its last acknowledgement and closes at once; the session must not be killed
+    # with that acknowledgement still inside it (the target would wait for it, then give up).
+    delivered = tmp_path / "delivered"
+    dialer = _transport.LinkDialer("c1", "127.0.0.1", 22, "root", "key", [KEY])
+    dialer._argv = ["sh", "-c", "echo '{\"ready\": true}'; read header; echo '{\"link\": true}'; "
+                    "cat > %s.part; sleep 0.5; mv %s.part %s" % (delivered, delivered, delivered)]
+    session = dialer(5)
+    session.sendall(b"the last acknowledgement")
+    session.shutdown(2)
+    session.close()
+    dialer.close()
+    assert delivered.read_bytes() == b"the last acknowledgement"

@@ -1,5 +1,5 @@
-"""transfer_access: the grant line (forced command, source address, expiry), its idempotence, and the
-sudo rule that lets a login user other than root run the receiver."""
+"""transfer_access (its grant is module_utils/_access.py): the grant line (forced command, source
+address, expiry), its idempotence, and the sudo rule that lets a login user other than root run the receiver."""
 import os
 import re
 import subprocess
@@ -7,14 +7,15 @@ import sys
 
 import pytest
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _access
 from ansible_collections.ferry.migrate.plugins.modules import transfer_access
 
 PROGRAM = "/var/lib/ferry/.ferry-wire.py"
 
 
 def grant(expires_at, user="root"):
-    command = transfer_access.forced_command("/usr/bin/python3", PROGRAM, "receive", "/var/lib/ferry", "c1", user)
-    return transfer_access.grant_line("ssh-ed25519 AAAAC3", "10.0.0.1", command, "c1", expires_at)
+    command = _access.forced_command("/usr/bin/python3", PROGRAM, "receive", "/var/lib/ferry", "c1", user)
+    return _access.grant_line("ssh-ed25519 AAAAC3", "10.0.0.1", command, "c1", expires_at)
 
 
 def test_grant_is_restricted_and_expires():
@@ -26,17 +27,17 @@ def test_grant_is_restricted_and_expires():
 def test_a_login_user_other_than_root_runs_the_receiver_through_sudo_and_nothing_else():
     line = grant(0, "ops")
     assert 'command="sudo -n /usr/bin/python3 /var/lib/ferry/.ferry-wire.py receive /var/lib/ferry c1"' in line
-    rule = transfer_access.sudoers_rule("ops", "sudo -n /usr/bin/python3 %s receive /var/lib/ferry c1" % PROGRAM, "c1")
+    rule = _access.sudoers_rule("ops", "sudo -n /usr/bin/python3 %s receive /var/lib/ferry c1" % PROGRAM, "c1")
     alias = re.search(r"^Cmnd_Alias (FERRY_[0-9A-F]{16}) = /usr/bin/python3 %s receive /var/lib/ferry c1$" % re.escape(PROGRAM), rule, re.M)
     assert alias, rule
     assert re.search(r"^ops ALL = \(root\) NOPASSWD: %s$" % alias.group(1), rule, re.M)
     assert "ALL = (root) NOPASSWD: ALL" not in rule
-    assert "." not in os.path.basename(transfer_access.sudoers_path("c1.with.dots"))  # sudo skips names with dots
+    assert "." not in os.path.basename(_access.sudoers_path("c1.with.dots"))  # sudo skips names with dots
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/sbin/visudo"), reason="sudo is not installed")
 def test_the_sudo_rule_is_valid_sudoers(tmp_path):
-    rule = transfer_access.sudoers_rule("ops", "sudo -n /usr/bin/python3 %s send /var/lib/ferry a-b.c_1" % PROGRAM, "a-b.c_1")
+    rule = _access.sudoers_rule("ops", "sudo -n /usr/bin/python3 %s send /var/lib/ferry a-b.c_1" % PROGRAM, "a-b.c_1")
     path = tmp_path / "rule"
     path.write_text(rule)
     assert subprocess.run(["/usr/sbin/visudo", "-c", "-q", "-f", str(path)], check=False).returncode == 0
@@ -46,26 +47,26 @@ def test_regranting_only_moves_the_expiry_changes_nothing(tmp_path):
     path = str(tmp_path / "authorized_keys")
     with open(path, "w") as handle:
         handle.write("ssh-ed25519 AAAAother admin\n")
-    assert transfer_access.update_authorized_keys(path, "c1", grant(1000), False) == (True, True)
-    assert transfer_access.update_authorized_keys(path, "c1", grant(999999), False) == (False, True)
+    assert _access.update_authorized_keys(path, "c1", grant(1000), False) == (True, True)
+    assert _access.update_authorized_keys(path, "c1", grant(999999), False) == (False, True)
     text = open(path).read()
     assert text.startswith("ssh-ed25519 AAAAother admin\n") and len(re.findall("ferry-transfer:c1", text)) == 1
-    assert transfer_access.update_authorized_keys(path, "c1", None, False) == (True, False)
+    assert _access.update_authorized_keys(path, "c1", None, False) == (True, False)
     assert open(path).read() == "ssh-ed25519 AAAAother admin\n"
 
 
 def test_removing_a_grant_from_a_user_without_keys_creates_nothing(tmp_path):
     path = str(tmp_path / "home" / ".ssh" / "authorized_keys")
-    assert transfer_access.update_authorized_keys(path, "c1", None, False) == (False, False)
+    assert _access.update_authorized_keys(path, "c1", None, False) == (False, False)
     assert not os.path.exists(tmp_path / "home")
 
 
 def test_the_ssh_client_address_is_found_above_a_cleared_environment():
     # A child whose environment lacks SSH_CONNECTION, under a parent that has it: as under sudo.
-    code = "from ansible_collections.ferry.migrate.plugins.modules import transfer_access as t; print(t.ssh_client_address())"
+    code = "from ansible_collections.ferry.migrate.plugins.module_utils import _access as t; print(t.ssh_client_address())"
     outer = ("import os, subprocess, sys; env = {k: v for k, v in os.environ.items() if k != 'SSH_CONNECTION'}; "
              "sys.exit(subprocess.run([sys.executable, '-c', %r], env=env).returncode)" % code)
-    collections = os.path.abspath(os.path.join(os.path.dirname(transfer_access.__file__), *[".."] * 5))
+    collections = os.path.abspath(os.path.join(os.path.dirname(_access.__file__), *[".."] * 5))
     env = dict(os.environ, SSH_CONNECTION="192.0.2.7 50000 192.0.2.1 22", PYTHONPATH=collections)
     out = subprocess.run([sys.executable, "-c", outer], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "192.0.2.7"

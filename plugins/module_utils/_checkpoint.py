@@ -1,0 +1,204 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A container's checkpoint on its source host, as the checkpoint module takes it.
+
+1. A verified bundle of a container that no longer runs is the checkpoint already taken.
+2. The target's receiver is reached before the freeze, so its start-up is not downtime (``send``).
+3. The engine dumps into a private partial directory; from then on the container may be stopped.
+4. The bundle is finalised (manifest, checksums, its final name) and, with ``send``, delivered from
+   here. Post-copy delivers it from inside the dump (the engine's ``handover``), before the lazy pages
+   move, so the target restores while they do.
+5. Whatever fails: the receiver's session ends, a container stopped for nothing runs again here, and
+   the partial directory goes. The error says which of these happened.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _transport
+
+# The options a manifest records, which its restore (and a resume here) reads back.
+RECORDED = ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")
+
+
+class Failed(Exception):
+    """The checkpoint failed; ``frozen`` says whether the container may have been stopped meanwhile."""
+
+    def __init__(self, message: str, detail: str = "", frozen: bool = False):
+        super().__init__(message)
+        self.detail = detail
+        self.frozen = frozen
+
+
+def remove(images_dir: str, checkpoint_id: str, check_mode: bool) -> dict[str, t.Any]:
+    path = _bundle.final_path(images_dir, checkpoint_id)
+    present = os.path.lexists(path) or os.path.lexists(_bundle.partial_path(images_dir, checkpoint_id))
+    if present and not check_mode:
+        _bundle.remove(images_dir, checkpoint_id)
+    return {"changed": present, "path": path}
+
+
+class Checkpoint:
+    """One checkpoint of ``params["container"]`` with ``engine``. ``receiver`` is the target's open
+    session (or None), which ``deliver`` sends the bundle through."""
+
+    def __init__(self, engine: _engine.Engine, params: dict[str, t.Any], checkpoint_id: str, receiver: t.Any = None,
+                 deliver: t.Callable[..., dict[str, t.Any]] = _transport.send_bundle):
+        self.engine, self.params, self.checkpoint_id = engine, params, checkpoint_id
+        self.container = params["container"]
+        self.images_dir = params["images_dir"]
+        self.path = _bundle.final_path(self.images_dir, checkpoint_id)
+        self.receiver, self._deliver = receiver, deliver
+        self.options = {key: params[key] for key in RECORDED}
+        self.frozen_at: float | None = None
+        self.criu_version = ""
+        self.handed_over: dict[str, t.Any] = {}  # post-copy: what the handover did, or why it failed
+
+    def refusal(self) -> str | None:
+        """What is wrong with the request, before anything changes; None when nothing is."""
+        method, offered = self.params["method"], self.engine.capabilities["methods"]
+        if method not in offered:
+            return "method: engine %s offers %s only, not %s" % (self.engine.name, " and ".join(offered), method)
+        if method != "stop_and_copy" and self.params["leave_running"]:
+            return "leave_running: a copy is taken with method stop_and_copy only"
+        return None
+
+    def taken(self) -> dict[str, t.Any] | None:
+        """The result of the checkpoint already taken, if this host holds it. A container that runs
+        (again) gets a fresh checkpoint: a stale one would lose its state."""
+        info = self.engine.describe(self.container)
+        if not os.path.isdir(self.path) or (info and info["state"] == "running"):
+            return None
+        try:
+            manifest = _bundle.load_manifest(self.path)
+        except _bundle.BundleError:
+            return None
+        if self.container not in (manifest["container"]["name"], manifest["container"]["id"]) or _bundle.verify(self.path, manifest):
+            return None
+        return self._result(manifest, changed=False)
+
+    def take(self) -> dict[str, t.Any]:
+        """Checkpoint, finalise and deliver; raises Failed, having undone what it could."""
+        self.criu_version = _criu.version_string(self.engine.criu.version())
+        partial = _bundle.start(self.images_dir, self.checkpoint_id)
+        fields, bundle_dir, frozen = None, partial, False
+        try:
+            self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
+            self.frozen_at = _engine.now()
+            frozen = not self.params["leave_running"]
+            started = time.monotonic()
+            handover = self._handover if self.params["method"] == "post_copy" else None
+            fields = self._dump(partial, handover)
+            seconds = round(time.monotonic() - started, 3)
+            if handover:
+                # The tree ended with its last page served: nothing is left here to resume.
+                manifest, link, fields = self.handed_over["manifest"], fields.get("page_link"), None
+                return self._result(manifest, seconds=seconds, sent=self.handed_over["sent"],
+                                    pages_done_at=_engine.now(), page_link=link)
+            manifest = self._finalise(fields)
+            bundle_dir = self.path
+            sent = self._send(manifest) if self.receiver else None
+            return self._result(manifest, seconds=seconds, sent=sent)
+        except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _transport.TransportError, OSError) as exc:
+            raise self._undo(exc, fields, bundle_dir, partial, frozen) from exc
+
+    def _dump(self, partial: str, handover: t.Callable[[dict[str, t.Any]], bool] | None) -> dict[str, t.Any]:
+        link = self.params["page_link"]
+        options = dict(self.options, page_link=dict(link, checkpoint_id=self.checkpoint_id) if link else None)
+        try:
+            return self.engine.checkpoint(self.container, partial, options, handover=handover)
+        except _engine.EngineError as exc:
+            if self.handed_over.get("error"):
+                raise _engine.EngineError("%s; %s runs on here" % (self.handed_over["error"], self.container), exc.detail) from exc
+            if self.handed_over.get("manifest"):
+                raise _engine.EngineError(
+                    "post-copy failed after the target started: %s. The target's copy was stopped and %s resumed here "
+                    "from its frozen state; what it did on the target since %s is lost" % (exc, self.container, self.frozen_at),
+                    exc.detail) from exc
+            raise
+
+    def _handover(self, fields: dict[str, t.Any]) -> bool:
+        """Post-copy: the tree is frozen and every image but its lazy pages written; deliver them now.
+        False tells the engine to resume the tree here."""
+        try:
+            self.handed_over["manifest"] = self._finalise(fields)
+            self.handed_over["sent"] = self._send(self.handed_over["manifest"])
+        except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
+            self.handed_over["error"] = str(exc)
+            return False
+        return True
+
+    def _finalise(self, fields: dict[str, t.Any]) -> dict[str, t.Any]:
+        return _bundle.finalise(self.images_dir, self.checkpoint_id, dict(
+            fields,
+            engine=self.engine.name,
+            criu_version=self.criu_version,
+            source_host=socket.gethostname(),
+            options=self.options,
+            frozen_at=None if self.params["leave_running"] else self.frozen_at,
+            checkpointed_at=_engine.now(),
+        ))
+
+    def _send(self, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
+        try:
+            return self._deliver(self.receiver, self.path, manifest)
+        except _transport.TransportError as exc:
+            raise _transport.TransportError("sending the checkpoint to %s failed: %s" % (self.params["send"]["target"], exc)) from exc
+
+    def _undo(self, exc: Exception, fields: dict[str, t.Any] | None, bundle_dir: str, partial: str, frozen: bool) -> Failed:
+        if self.receiver:
+            self.receiver.kill()  # the target's receiver sees the session end; the one-time key leaves this host
+        resumed = ""
+        if fields is not None and not self.params["leave_running"]:
+            # Stopped, but no rollback will come for a checkpoint that failed: it runs again here, now.
+            try:
+                self.engine.resume(bundle_dir, dict(fields, id=self.checkpoint_id, options=self.options), self.options)
+                resumed = " (%s runs again from its checkpoint)" % self.container
+            except (_engine.EngineError, _criu.CriuError, OSError) as again:
+                resumed = " (and resuming %s failed too: %s)" % (self.container, again)
+        _bundle.remove_tree(partial)
+        return Failed("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", ""), frozen)
+
+    def _result(self, manifest: dict[str, t.Any], changed: bool = True, **more: t.Any) -> dict[str, t.Any]:
+        return dict(more, changed=changed, path=self.path, manifest=manifest, bytes=_bundle.total_bytes(manifest))
+
+
+def _receiver(send: dict[str, t.Any]) -> _transport.Channel:
+    """The SSH session to the target's receiver, up before the container freezes."""
+    channel = _transport.Channel(send["target"], send["port"], send["user"], "ferry-receive", send["timeout"],
+                                 private_key=send["private_key"], host_keys=send["host_keys"])
+    channel.ready()
+    return channel
+
+
+def run(module: t.Any) -> None:
+    """The checkpoint module: its parameters checked, then the steps above, then its result."""
+    params = module.params
+    _engine.check_container(module, "container")
+    checkpoint_id = params["container"] if params["checkpoint_id"] is None else params["checkpoint_id"]
+    _engine.check_checkpoint_id(module, checkpoint_id)
+    if params["state"] == "absent":
+        module.exit_json(**remove(params["images_dir"], checkpoint_id, module.check_mode))
+    checkpoint = Checkpoint(_engines.engine_for(module), params, checkpoint_id)
+    refusal = checkpoint.refusal()
+    if refusal:
+        module.fail_json(msg=refusal)
+    taken = checkpoint.taken()
+    if taken:
+        module.exit_json(**taken)
+    if module.check_mode:
+        module.exit_json(changed=True, path=checkpoint.path)
+    if params["send"]:
+        try:
+            checkpoint.receiver = _receiver(params["send"])
+        except (_transport.TransportError, OSError) as exc:
+            module.fail_json(msg="send: %s" % exc, phase="checkpoint")
+    try:
+        module.exit_json(**checkpoint.take())
+    except Failed as exc:
+        _engine.fail(module, "checkpoint", exc, frozen=exc.frozen)

@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) Ferry developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A checkpoint restored on its target, or resumed on its source, as the restore module does it.
+
+1. wait (optional): the source delivers the bundle itself; ``state=absent`` for the same checkpoint,
+   or its page link failing, ends the wait.
+2. verify: the manifest and every file's checksum, the engine it names, a CRIU here no older than
+   the one that took it, and the CPU (CRIU's cpuinfo check); a resume on the source skips the last two.
+3. restore (or resume), unless the container already runs from it.
+``state=absent`` removes what a restore of the checkpoint left here (the rollback of a target).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _pagelink
+
+
+class Failed(Exception):
+    """A step failed; ``phase`` (verify, restore, resume, remove) and ``extra`` go into the result."""
+
+    def __init__(self, message: str, phase: str, **extra: t.Any):
+        super().__init__(message)
+        self.phase, self.extra = phase, extra
+
+
+def wait_marker(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, ".wait-" + checkpoint_id)
+
+
+class Restore:
+    """The restore of ``params["checkpoint_id"]``; ``engine_for(name)`` makes the engine the bundle names."""
+
+    def __init__(self, params: dict[str, t.Any], engine_for: t.Callable[[str], _engine.Engine]):
+        self.params, self.engine_for = params, engine_for
+        self.checkpoint_id = _bundle.check_id(params["checkpoint_id"])
+        self.images_dir = params["images_dir"]
+        self.path = _bundle.final_path(self.images_dir, self.checkpoint_id)
+
+    def remove(self, check_mode: bool) -> dict[str, t.Any]:
+        marker = wait_marker(self.images_dir, self.checkpoint_id)
+        waiting = os.path.exists(marker)
+        if waiting and not check_mode:
+            os.unlink(marker)  # a restore waiting for it gives up
+        try:
+            manifest = _bundle.load_manifest(self.path)
+        except _bundle.BundleError:
+            return {"changed": waiting, "msg": "no checkpoint %s here, so no container of it" % self.checkpoint_id}
+        engine = self.engine_for(manifest["engine"])
+        present = engine.exists(manifest)
+        if present and not check_mode:
+            try:
+                engine.remove(manifest)
+            except (_engine.EngineError, OSError) as exc:
+                raise Failed("remove failed: %s" % exc, "remove", detail=getattr(exc, "detail", "")) from exc
+        return {"changed": bool(present)}
+
+    def wait(self, seconds: int) -> None:
+        """Until the source has delivered the bundle, or ``seconds`` have passed."""
+        manifest = os.path.join(self.path, _bundle.MANIFEST)
+        marker = wait_marker(self.images_dir, self.checkpoint_id)
+        with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
+            handle.write("%d\n" % os.getpid())
+        deadline = time.monotonic() + seconds
+        try:
+            while not os.path.exists(manifest):
+                if not os.path.exists(marker):
+                    raise Failed("checkpoint %s: the wait for it was cancelled" % self.checkpoint_id, "verify")
+                link = _pagelink.read_state(self.images_dir, self.checkpoint_id)
+                if link is not None and (link.get("state") == "failed"
+                                         or link.get("state") == "running" and not _pagelink.alive(link.get("pid"))):
+                    raise Failed("checkpoint %s: its page link is %s, so no bundle will come"
+                                 % (self.checkpoint_id, link.get("error") or link.get("state")), "verify")
+                if time.monotonic() > deadline:
+                    raise Failed("checkpoint %s did not arrive within %d s" % (self.checkpoint_id, seconds), "verify")
+                time.sleep(0.01)
+        finally:
+            if os.path.exists(marker):
+                os.unlink(marker)
+
+    def verified(self) -> tuple[dict[str, t.Any], _engine.Engine]:
+        """The bundle's manifest and its engine, once everything about it checks out."""
+        try:
+            manifest = _bundle.verified(self.path)
+        except _bundle.BundleError as exc:
+            raise Failed(str(exc), "verify", problems=exc.problems) from None
+        wanted = self.params["engine"]
+        if wanted and wanted != manifest["engine"]:
+            raise Failed("engine: the checkpoint was taken with engine %s, not %s" % (manifest["engine"], wanted), "verify")
+        return manifest, self.engine_for(manifest["engine"])
+
+    def check_host(self, engine: _engine.Engine, manifest: dict[str, t.Any]) -> None:
+        """This host can run what the checkpoint holds (a restore elsewhere; a resume is at home)."""
+        mine, theirs = engine.criu.version(), _criu.parse_version(manifest.get("criu_version") or "")
+        if theirs and mine and mine[:2] < theirs[:2]:
+            raise Failed("CRIU %s here is older than CRIU %s that took the checkpoint"
+                         % (_criu.version_string(mine), manifest["criu_version"]), "verify")
+        if self.params["cpu_check"] and not engine.criu.cpuinfo_check(self.path):
+            raise Failed("this host's CPU cannot run processes checkpointed on %s (CRIU cpuinfo check)"
+                         % manifest.get("source_host"), "verify")
+
+    def run(self, check_mode: bool) -> dict[str, t.Any]:
+        if self.params["wait"] > 0 and not check_mode:
+            self.wait(self.params["wait"])
+        manifest, engine = self.verified()
+        if engine.running(manifest):
+            return {"changed": False, "container": engine.describe(manifest["container"]["id"])}
+        resume = self.params["resume"]
+        if not resume:
+            self.check_host(engine, manifest)
+        if check_mode:
+            return {"changed": True}
+        phase = "resume" if resume else "restore"
+        started = time.monotonic()
+        try:
+            result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
+        except (_engine.EngineError, _criu.CriuError, OSError) as exc:
+            raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
+        return dict(result, changed=True, running_at=_engine.now(), seconds=round(time.monotonic() - started, 3))
+
+
+def run(module: t.Any) -> None:
+    params = module.params
+    _engine.check_checkpoint_id(module, params["checkpoint_id"])
+    restore = Restore(params, lambda name: _engines.engine_for(module, name))
+    try:
+        module.exit_json(**(restore.remove(module.check_mode) if params["state"] == "absent" else restore.run(module.check_mode)))
+    except Failed as exc:
+        module.fail_json(msg=str(exc), phase=exc.phase, **exc.extra)

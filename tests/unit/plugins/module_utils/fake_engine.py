@@ -1,0 +1,77 @@
+"""An engine for unit tests of what drives engines: a container whose checkpoint is one file of memory."""
+import os
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _engine
+
+
+class FakeCriu:
+    def __init__(self, version=(4, 2, 0), cpu_ok=True):
+        self._version, self.cpu_ok = version, cpu_ok
+
+    def version(self):
+        return self._version
+
+    def cpuinfo_check(self, directory):
+        return self.cpu_ok and os.path.exists(os.path.join(directory, "cpuinfo.img"))
+
+    def cpuinfo_dump(self, directory):
+        with open(os.path.join(directory, "cpuinfo.img"), "wb") as handle:
+            handle.write(b"cpu")
+
+
+class FakeEngine(_engine.Engine):
+    """A container whose checkpoint is one file of memory; ``fail`` makes its dump fail."""
+    name = "fake"
+    capabilities = dict(_engine.Engine.capabilities, methods=["stop_and_copy", "post_copy"])
+
+    def __init__(self, state="running", fail=None, criu=None):
+        super().__init__(None, criu or FakeCriu())
+        self.state, self.fail, self.resumed, self.restored, self.removed, self.handed = state, fail, [], [], [], None
+
+    def describe(self, container):
+        return {"name": container, "id": "f" * 64, "state": self.state} if self.state else None
+
+    def checkpoint(self, container, bundle_dir, options, handover=None):
+        with open(os.path.join(bundle_dir, "pages-1.img"), "wb") as handle:
+            handle.write(b"memory of " + container.encode())
+        fields = {"container": self.describe(container)}
+        self.state = "exited"
+        if handover:
+            self.handed = handover(fields)
+            if not self.handed:
+                raise _engine.EngineError("the dump stopped: its handover failed")
+        if self.fail:
+            raise _engine.EngineError(self.fail, "the tool's own words")
+        return dict(fields, page_link={"bytes_out": 1} if handover else None)
+
+    def resume(self, bundle_dir, manifest, options):
+        self.resumed.append(manifest["id"])
+        self.state = "running"
+        return {}
+
+    def restore(self, bundle_dir, manifest, options):
+        if self.fail:
+            raise _engine.EngineError(self.fail, "the tool's own words")
+        with open(os.path.join(bundle_dir, "pages-1.img"), "rb") as handle:
+            self.restored.append(handle.read())
+        self.state = "running"
+        return {"container": self.describe(manifest["container"]["name"])}
+
+    def running(self, manifest):
+        return self.state == "running"
+
+    def exists(self, manifest):
+        return self.state is not None
+
+    def remove(self, manifest):
+        self.removed.append(manifest["id"])
+        self.state = None
+        return True
+
+
+class Receiver:
+    def __init__(self):
+        self.killed = False
+
+    def kill(self):
+        self.killed = True

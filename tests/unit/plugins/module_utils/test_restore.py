@@ -1,0 +1,107 @@
+"""A restore's steps with a fake engine: the bundle waited for, verified, restored once; rollback."""
+import os
+import shutil
+import threading
+import time
+
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _checkpoint, _restore
+from fake_engine import FakeCriu, FakeEngine
+from test_checkpoint import params as checkpoint_params
+
+
+def delivered(tmp_path, name="web"):
+    """A bundle of ``name`` checkpointed on a source and delivered to this host's images directory."""
+    source = tmp_path / "source"
+    result = _checkpoint.Checkpoint(FakeEngine(), checkpoint_params(source, container=name), name).take()
+    target = tmp_path / "target"
+    target.mkdir(exist_ok=True)
+    shutil.copytree(result["path"], _bundle.final_path(str(target), name))
+    return str(target)
+
+
+def restore(images_dir, fake, **more):
+    params = dict(dict(checkpoint_id="web", images_dir=images_dir, engine=None, resume=False, cpu_check=True, wait=0), **more)
+    return _restore.Restore(params, lambda name: fake if name == fake.name else pytest.fail("engine %s made" % name))
+
+
+def test_a_delivered_bundle_restores_once(tmp_path):
+    engine, images_dir = FakeEngine(state=None), delivered(tmp_path)
+    result = restore(images_dir, engine).run(check_mode=False)
+    assert result["changed"] and result["running_at"] and engine.restored == [b"memory of web"]
+    assert restore(images_dir, engine).run(check_mode=False)["changed"] is False  # it runs already
+    assert engine.restored == [b"memory of web"]
+
+
+def test_check_mode_verifies_and_restores_nothing(tmp_path):
+    engine = FakeEngine(state=None)
+    assert restore(delivered(tmp_path), engine).run(check_mode=True) == {"changed": True}
+    assert engine.restored == []
+
+
+def test_a_bundle_that_does_not_verify_is_refused_naming_the_file(tmp_path):
+    images_dir = delivered(tmp_path)
+    with open(os.path.join(_bundle.final_path(images_dir, "web"), "pages-1.img"), "ab") as handle:
+        handle.write(b"!")
+    engine = FakeEngine(state=None)
+    with pytest.raises(_restore.Failed) as failed:
+        restore(images_dir, engine).run(check_mode=False)
+    assert failed.value.phase == "verify" and failed.value.extra["problems"] == ["pages-1.img has 14 bytes, manifest says 13"]
+    assert str(failed.value) == "checkpoint web does not verify: pages-1.img has 14 bytes, manifest says 13"
+    assert engine.restored == []
+
+
+@pytest.mark.parametrize("engine, more, message", [
+    (FakeEngine(state=None, criu=FakeCriu(version=(4, 1, 0))), {}, "CRIU 4.1.0 here is older than CRIU 4.2.0 that took the checkpoint"),
+    (FakeEngine(state=None, criu=FakeCriu(cpu_ok=False)), {}, "this host's CPU cannot run processes checkpointed on "),
+    (FakeEngine(state=None), {"engine": "podman"}, "engine: the checkpoint was taken with engine fake, not podman"),
+])
+def test_a_host_that_cannot_run_the_checkpoint_is_refused_before_the_restore(tmp_path, engine, more, message):
+    with pytest.raises(_restore.Failed, match="^" + message) as failed:
+        restore(delivered(tmp_path), engine, **more).run(check_mode=False)
+    assert failed.value.phase == "verify" and engine.restored == []
+
+
+def test_a_resume_at_home_skips_the_cpu_check(tmp_path):
+    engine = FakeEngine(state="exited", criu=FakeCriu(cpu_ok=False))
+    assert restore(delivered(tmp_path), engine, resume=True).run(check_mode=False)["changed"]
+    assert engine.resumed == ["web"]
+
+
+def test_a_restore_that_fails_says_so_with_the_tools_words(tmp_path):
+    with pytest.raises(_restore.Failed) as failed:
+        restore(delivered(tmp_path), FakeEngine(state=None, fail="CRIU restore failed")).run(check_mode=False)
+    assert (str(failed.value), failed.value.phase, failed.value.extra) == (
+        "restore failed: CRIU restore failed", "restore", {"detail": "the tool's own words"})
+
+
+def test_the_restore_waits_for_a_bundle_the_source_delivers(tmp_path):
+    images_dir = delivered(tmp_path)
+    arriving = os.path.join(images_dir, ".arriving")
+    os.rename(_bundle.final_path(images_dir, "web"), arriving)
+    threading.Timer(0.3, os.rename, (arriving, _bundle.final_path(images_dir, "web"))).start()
+    engine = FakeEngine(state=None)
+    assert restore(images_dir, engine, wait=10).run(check_mode=False)["changed"]
+    assert not os.path.exists(_restore.wait_marker(images_dir, "web"))
+
+
+def test_a_wait_ends_when_the_rollback_removes_the_checkpoint_or_time_runs_out(tmp_path):
+    images_dir = str(tmp_path)
+    engine = FakeEngine(state=None)
+    threading.Timer(0.3, lambda: restore(images_dir, engine).remove(check_mode=False)).start()
+    started = time.monotonic()
+    with pytest.raises(_restore.Failed, match="^checkpoint web: the wait for it was cancelled$"):
+        restore(images_dir, engine, wait=10).run(check_mode=False)
+    assert time.monotonic() - started < 5
+    with pytest.raises(_restore.Failed, match="^checkpoint web did not arrive within 1 s$"):
+        restore(images_dir, engine, wait=1).run(check_mode=False)
+
+
+def test_the_rollback_removes_the_restored_container(tmp_path):
+    images_dir = delivered(tmp_path)
+    engine = FakeEngine(state=None)
+    restore(images_dir, engine).run(check_mode=False)
+    assert restore(images_dir, engine).remove(check_mode=True) == {"changed": True} and engine.removed == []
+    assert restore(images_dir, engine).remove(check_mode=False) == {"changed": True} and engine.removed == ["web"]
+    assert restore(images_dir, engine).remove(check_mode=False) == {"changed": False}
