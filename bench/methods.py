@@ -166,43 +166,22 @@ def by_hand(size):
 
 
 def plot(rows, path):
-    """Downtime against memory, one line per method (Pillow; log-log axes)."""
-    import math
-    from PIL import Image, ImageDraw
-    width, height, margin = 900, 560, 70
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    sizes = sorted({row["mib"] for row in rows})
-    values = [row["downtime"] for row in rows if row["downtime"]]
-    lo, hi = math.log10(min(values) / 1.5), math.log10(max(values) * 1.5)
-
-    def xy(mib, seconds):
-        x = margin + (sizes.index(mib) / max(1, len(sizes) - 1)) * (width - 2 * margin)
-        y = height - margin - (math.log10(seconds) - lo) / (hi - lo) * (height - 2 * margin)
-        return x, y
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    for decade in range(math.floor(lo), math.ceil(hi) + 1):
-        for step in (1, 2, 5):
-            value = step * 10 ** decade
-            if lo <= math.log10(value) <= hi:
-                y = xy(sizes[0], value)[1]
-                draw.line([margin, y, width - margin, y], fill="#dddddd")
-                draw.text((8, y - 6), ("%g s" % value), fill="black")
-    for mib in sizes:
-        x = xy(mib, 10 ** lo)[0]
-        draw.text((x - 20, height - margin + 10), "%d MiB" % mib, fill="black")
-    colours = {"criu post_copy": "#1b9e77", "criu stream": "#7570b3", "criu stop_and_copy": "#d95f02",
-               "redis (criu) post_copy": "#66a61e", "redis (criu) stream": "#a6761d", "redis (criu) stop_and_copy": "#e6ab02",
-               "podman Ferry": "#e7298a", "podman by hand": "#666666"}
-    for n, (label, colour) in enumerate(colours.items()):
-        points = [xy(row["mib"], row["downtime"]) for row in rows if row["label"] == label and row["downtime"]]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=3)
-        for x, y in points:
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        draw.text((margin + 10, margin + 10 + 16 * n), label, fill=colour)
-    draw.text((width / 2 - 150, 20), "Downtime by memory size and method (log scale)", fill="black")
-    image.save(path, "PNG")
+    """Downtime against memory, one line per method (log-log axes)."""
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(9, 5.6), layout="constrained")
+    axes = figure.add_subplot()
+    for label in sorted({row["label"] for row in rows}):
+        points = sorted((row["mib"], row["downtime"]) for row in rows if row["label"] == label and row["downtime"])
+        if points:
+            axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
+    axes.set_xlabel("memory (MiB)")
+    axes.set_ylabel("downtime (s)")
+    axes.set_title("Downtime by memory size and method")
+    axes.grid(which="both", alpha=0.3)
+    axes.legend()
+    figure.savefig(path, format="png", dpi=100)
 
 
 def table_row(label, size, record):

@@ -71,8 +71,10 @@ class Checkpoint:
     def taken(self) -> dict[str, t.Any] | None:
         """The result of the checkpoint already taken, if this host holds it. A container that runs
         (again) gets a fresh checkpoint: a stale one would lose its state."""
+        if not os.path.isdir(self.path):
+            return None  # the usual case, known without asking the engine
         info = self.engine.describe(self.container)
-        if not os.path.isdir(self.path) or (info and info["state"] == "running"):
+        if info and info["state"] == "running":
             return None
         try:
             manifest = _bundle.load_manifest(self.path)

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) Ferry developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reports of fleet jobs: a JSON record, a Markdown page and two PNG charts (with Pillow)."""
+"""Reports of fleet jobs: a JSON record, a Markdown page and two PNG charts (with matplotlib)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import time
 import typing as t
 
 try:
-    from PIL import Image, ImageDraw, ImageFont
-    HAS_PIL = True
+    # The object API, not pyplot: no global state, no display, whatever else runs in this process.
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    HAS_MATPLOTLIB = True
 except ImportError:
-    HAS_PIL = False
+    HAS_MATPLOTLIB = False
 
-COLOURS = {"migrated": (46, 139, 87), "already_migrated": (46, 139, 87), "refused": (150, 150, 150),
-           "rolled_back": (230, 145, 56), "stranded": (204, 0, 0), "before": (150, 150, 170),
-           "after": (52, 101, 164), "grid": (225, 225, 225), "text": (30, 30, 30)}
+COLOURS = {"migrated": "#2e8b57", "already_migrated": "#2e8b57", "refused": "#969696", "rolled_back": "#e69138",
+           "stranded": "#cc0000", "before": "#9696aa", "after": "#3465a4"}
 
 
 def summary(job: str, kind: str, migrations: list[dict[str, t.Any]], plan: dict[str, t.Any],
@@ -67,51 +68,40 @@ def markdown(report: dict[str, t.Any], migrations: list[dict[str, t.Any]], utili
     return "\n".join(lines) + "\n"
 
 
-def _canvas(width: int, height: int) -> tuple[t.Any, t.Any, t.Any]:
-    image = Image.new("RGB", (width, height), "white")
-    return image, ImageDraw.Draw(image), ImageFont.load_default(size=13)
-
-
 def timeline_png(path: str, migrations: list[dict[str, t.Any]]) -> None:
     """One row per migration, a bar from its start to its end, coloured by outcome."""
-    timed = [m for m in migrations if m.get("started_at") is not None and m.get("ended_at") is not None]
+    timed = sorted((m for m in migrations if m.get("started_at") is not None and m.get("ended_at") is not None),
+                   key=lambda m: float(m["started_at"]), reverse=True)  # the first at the top
     start = min(float(m["started_at"]) for m in timed)
-    span = max(max(float(m["ended_at"]) for m in timed) - start, 0.001)
-    left, row, width = 220, 24, 900
-    image, draw, font = _canvas(width, 50 + row * len(timed))
-    draw.text((10, 8), "Migrations over time (s from the first start)", fill=COLOURS["text"], font=font)
-    for tick in range(0, 11):
-        x = left + (width - left - 20) * tick / 10
-        draw.line([(x, 30), (x, 30 + row * len(timed))], fill=COLOURS["grid"])
-        draw.text((x - 8, 32 + row * len(timed)), ("%.1f" if span < 10 else "%.0f") % (span * tick / 10), fill=COLOURS["text"], font=font)
-    for index, m in enumerate(sorted(timed, key=lambda m: float(m["started_at"]))):
-        y = 30 + row * index
-        x0 = left + (width - left - 20) * (float(m["started_at"]) - start) / span
-        x1 = left + (width - left - 20) * (float(m["ended_at"]) - start) / span
-        draw.rectangle([x0, y + 4, max(x1, x0 + 2), y + row - 4], fill=COLOURS.get(m.get("outcome"), COLOURS["stranded"]))
-        draw.text((10, y + 5), "%s %s>%s" % (m.get("container"), m.get("source"), m.get("target")), fill=COLOURS["text"], font=font)
-    image.save(path, "PNG")
+    figure = Figure(figsize=(9, 1.2 + 0.3 * len(timed)), layout="constrained")
+    axes = figure.add_subplot()
+    axes.barh(range(len(timed)), [max(float(m["ended_at"]) - float(m["started_at"]), 0.05) for m in timed],
+              left=[float(m["started_at"]) - start for m in timed], height=0.6,
+              color=[COLOURS.get(m.get("outcome"), COLOURS["stranded"]) for m in timed])
+    axes.set_yticks(range(len(timed)), ["%s %s > %s" % (m.get("container"), m.get("source"), m.get("target")) for m in timed])
+    axes.set_xlabel("seconds from the first start")
+    axes.set_title("Migrations over time")
+    axes.grid(axis="x", alpha=0.3)
+    outcomes = sorted({m.get("outcome") for m in timed if m.get("outcome") in COLOURS})
+    axes.legend(handles=[Patch(color=COLOURS[o], label=o.replace("_", " ")) for o in outcomes],
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the bars, never over them
+    figure.savefig(path, format="png", dpi=100)
 
 
 def utilisation_png(path: str, utilisation: dict[str, dict[str, float]], metric: str) -> None:
-    """Per host, the utilisation before (grey) and after (blue)."""
+    """Per host, the utilisation before and after."""
     hosts = sorted(utilisation)
-    left, column, height = 50, max(40, min(120, 900 // max(len(hosts), 1))), 320
-    image, draw, font = _canvas(left + column * len(hosts) + 20, height + 60)
-    draw.text((10, 8), "%s utilisation per host: before (grey), after (blue)" % metric.capitalize(), fill=COLOURS["text"], font=font)
-    top = max([1.0] + [max(v["before"], v["after"]) for v in utilisation.values()])
-    for tick in range(0, 5):
-        y = 30 + height - height * tick / 4
-        draw.line([(left, y), (left + column * len(hosts), y)], fill=COLOURS["grid"])
-        draw.text((5, y - 7), "%.0f%%" % (100 * top * tick / 4), fill=COLOURS["text"], font=font)
-    for index, host in enumerate(hosts):
-        x = left + column * index
-        for offset, key in ((0.15, "before"), (0.5, "after")):
-            value = utilisation[host][key]
-            draw.rectangle([x + column * offset, 30 + height - height * value / top, x + column * (offset + 0.32), 30 + height],
-                           fill=COLOURS[key])
-        draw.text((x + 4, 36 + height), host[:12], fill=COLOURS["text"], font=font)
-    image.save(path, "PNG")
+    figure = Figure(figsize=(max(4.0, 1.0 + 0.8 * len(hosts)), 4), layout="constrained")
+    axes = figure.add_subplot()
+    for offset, key in ((-0.2, "before"), (0.2, "after")):
+        axes.bar([i + offset for i in range(len(hosts))], [100 * utilisation[h][key] for h in hosts], width=0.4,
+                 color=COLOURS[key], label=key)
+    axes.set_xticks(range(len(hosts)), hosts, rotation=30 if len(hosts) > 8 else 0)
+    axes.set_ylabel("%s utilisation (%%)" % metric)
+    axes.set_title("%s utilisation per host" % metric.capitalize())
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend()
+    figure.savefig(path, format="png", dpi=100)
 
 
 def write(directory: str, job: str, kind: str, migrations: list[dict[str, t.Any]], plan: dict[str, t.Any],
@@ -121,14 +111,14 @@ def write(directory: str, job: str, kind: str, migrations: list[dict[str, t.Any]
     stem = os.path.join(directory, "%s-%s" % (job, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())))
     report = summary(job, kind, migrations, plan, imbalance)
     charts = {}
-    if HAS_PIL:
+    if HAS_MATPLOTLIB:
         if any(m.get("started_at") is not None for m in migrations):
             charts["timeline"] = stem + "-timeline.png"
             timeline_png(charts["timeline"], migrations)
         charts["utilisation"] = stem + "-utilisation.png"
         utilisation_png(charts["utilisation"], utilisation, imbalance.get("metric", "memory"))
     else:
-        report["charts_skipped"] = "Pillow is not installed where the report is written"
+        report["charts_skipped"] = "matplotlib is not installed where the report is written"
     paths = dict(charts, json=stem + ".json", markdown=stem + ".md")
     data = dict(report, migrations=migrations, plan=plan, utilisation=utilisation)
     with open(paths["json"], "w", encoding="utf-8") as handle:

@@ -20,7 +20,7 @@ import threading
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _address, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
-from ansible_collections.ferry.migrate.plugins.module_utils._engine import CONTAINER_NAME, Engine, EngineError, criu_stats, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import CONTAINER_NAME, Engine, EngineError, criu_stats, tree_cpu, tree_pids, tree_rss
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_atomic
 
 DEFAULT_TREE_DIR = "/run/ferry/trees"
@@ -49,21 +49,6 @@ def tree_state(pid: int | None) -> str:
     except (OSError, IndexError):
         return "exited"
     return "stopped" if state in ("T", "t") else "running"
-
-
-def tree_pids(root: int) -> list[int]:
-    """The root and its descendants."""
-    pids, queue = [], [root]
-    while queue:
-        pid = queue.pop()
-        pids.append(pid)
-        for task in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d/task" % pid) else []:
-            try:
-                with open("/proc/%d/task/%s/children" % (pid, task), encoding="ascii") as handle:
-                    queue.extend(int(child) for child in handle.read().split())
-            except OSError:
-                pass
-    return pids
 
 
 def dump_options(options: dict) -> dict:

@@ -14,7 +14,7 @@ description:
     host every job reaches. Writes into O(directory) a JSON record, a Markdown page, a PNG timeline of
     the migrations and a PNG chart of each host's utilisation before and after, all named
     C(<job>-<UTC time>.*), and returns the whole report as data.
-  - The charts need Pillow where the module runs; without it the report says they were skipped.
+  - The charts need matplotlib where the module runs; without it the report says they were skipped.
 author: Ferry developers (@ferry-migrate)
 options:
   directory:
@@ -48,7 +48,7 @@ options:
     type: dict
     required: true
 requirements:
-  - Pillow, for the charts (where the module runs)
+  - matplotlib, for the charts (where the module runs)
 attributes:
   check_mode:
     support: none
