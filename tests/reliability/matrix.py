@@ -138,7 +138,7 @@ def name_conflict():
     before = start_workload()
     ssh("node2", "podman create --name redis localhost/ferry/busybox:lab true")
     proc = migrate("redis")
-    if proc.returncode == 0 or "a container named redis already exists on node2" not in proc.stdout:
+    if proc.returncode == 0 or "a container named redis must not exist on node2" not in " ".join(proc.stdout.split()):
         raise Broken("the preflight did not refuse the name conflict: %s" % _failure_line(proc.stdout))
     ssh("node2", "podman rm redis")
     check(before)
