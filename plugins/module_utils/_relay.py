@@ -104,6 +104,8 @@ def _read_exact(sock: socket.socket, size: int, silence: float | None = None) ->
     data = bytearray(size)
     view, got = memoryview(data), 0
     while got < size:
+        if sock.fileno() < 0:  # closed by another thread that found the session broken
+            raise ConnectionError("link closed")
         if silence is not None and not select.select([sock], [], [], silence)[0]:
             raise ConnectionError("the link has been silent for %.0f s" % silence)
         count = sock.recv_into(view[got:])
@@ -237,6 +239,13 @@ class Relay:
         self._lock.notify_all()
 
     def _keeper(self) -> None:
+        try:
+            self._keep()
+        except Exception as exc:  # pylint: disable=broad-except
+            # Without its keeper the link would never end, and both CRIUs would wait for it forever.
+            self._fail("the page link failed: %r" % exc)
+
+    def _keep(self) -> None:
         """Keeps the link up and reads it; gives up after ``give_up`` seconds without one."""
         first = True
         while not self.done.is_set():
@@ -252,7 +261,7 @@ class Relay:
             first = False
             try:
                 self._read_link(sock)
-            except (OSError, ConnectionError, RelayError) as exc:
+            except (OSError, ValueError, RelayError) as exc:  # ValueError: select on a socket just closed
                 if isinstance(exc, RelayError):
                     self.error = str(exc)
                 self._broken(sock)

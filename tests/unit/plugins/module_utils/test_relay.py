@@ -242,3 +242,24 @@ def test_a_relay_given_up_on_resets_criu_even_while_it_reads_from_it():
     src_criu.settimeout(5)
     with pytest.raises(ConnectionResetError):
         src_criu.recv(1)
+
+
+def test_a_session_closed_by_another_thread_reads_as_a_break():
+    # The heartbeat that finds a session broken closes it; the keeper, about to read it, must see a
+    # break (and dial again), not select's ValueError on a closed socket, which ended its thread.
+    a, b = pair()
+    a.close()
+    with pytest.raises(ConnectionError):
+        _relay._read_exact(a, 4, 1.0)
+    b.close()
+
+
+def test_a_keeper_that_fails_unexpectedly_fails_the_link_instead_of_leaving_it_hanging(monkeypatch):
+    def boom(self, sock):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(_relay.Relay, "_read_link", boom)
+    source, target, src_criu, tgt_criu, _proxy = start_link(give_up=30)
+    assert not source.wait(10) and "boom" in source.error
+    target.close()
+    for sock in (src_criu, tgt_criu):
+        sock.close()
