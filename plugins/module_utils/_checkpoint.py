@@ -77,10 +77,10 @@ class Checkpoint:
         if info and info["state"] == "running":
             return None
         try:
-            manifest = _bundle.load_manifest(self.path)
+            manifest = _bundle.verified(self.path)
         except _bundle.BundleError:
             return None
-        if self.container not in (manifest["container"]["name"], manifest["container"]["id"]) or _bundle.verify(self.path, manifest):
+        if self.container not in (manifest["container"]["name"], manifest["container"]["id"]):
             return None
         return self._result(manifest, changed=False)
 
@@ -97,11 +97,9 @@ class Checkpoint:
             handover = self._handover if self.params["method"] == "post_copy" else None
             fields = self._dump(partial, handover)
             seconds = round(time.monotonic() - started, 3)
-            if handover:
-                # The tree ended with its last page served: nothing is left here to resume.
-                manifest, link, fields = self.handed_over["manifest"], fields.get("page_link"), None
-                return self._result(manifest, seconds=seconds, sent=self.handed_over["sent"],
-                                    pages_done_at=_engine.now(), page_link=link)
+            if handover:  # the tree ended with its last page served: the bundle went from inside the dump
+                return self._result(self.handed_over["manifest"], seconds=seconds, sent=self.handed_over["sent"],
+                                    pages_done_at=_engine.now(), page_link=fields.get("page_link"))
             manifest = self._finalise(fields)
             bundle_dir = self.path
             sent = self._send(manifest) if self.receiver else None
