@@ -16,15 +16,17 @@ import json
 import os
 import re
 import shutil
+import tarfile
 import typing as t
 
 # The receiving end is installed alone on hosts, so the naming rules live there.
-from ansible_collections.ferry.migrate.plugins.module_utils import _wire
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
 CHUNK = 1 << 20
+_PAGES = re.compile(r"^pages-\d+\.img\Z")
 
 
 class BundleError(Exception):
@@ -194,3 +196,65 @@ def remove_tree(path: str) -> bool:
 def remove(images_dir: str, checkpoint_id: str) -> bool:
     removed = remove_tree(partial_path(images_dir, checkpoint_id))
     return remove_tree(final_path(images_dir, checkpoint_id)) or removed
+
+
+def _image_name(member_name: str) -> str | None:
+    """A CRIU image's name inside a checkpoint archive: under checkpoint/ in podman's, at the top of
+    the docker engine's; None for anything else (rootfs, configuration)."""
+    for prefix in ("checkpoint/", "./"):
+        if member_name.startswith(prefix) and "/" not in member_name[len(prefix):]:
+            return member_name[len(prefix):]
+    return None
+
+
+def criu_images(path: str) -> tuple[list[dict[str, t.Any]] | None, int | None]:
+    """The process tree and the bytes of memory pages in a bundle: loose CRIU images, or inside
+    podman's or the docker engine's archive."""
+    pstree, memory = None, 0
+    archive = os.path.join(path, "checkpoint.tar")
+    if os.path.exists(archive):
+        try:
+            with tarfile.open(archive) as tar:
+                for member in tar:
+                    name = _image_name(member.name)
+                    if name and _PAGES.match(name):
+                        memory += member.size
+                    elif name == "pstree.img":
+                        pstree = tar.extractfile(member).read()
+        except tarfile.TarError:
+            return None, None
+    else:
+        for name in os.listdir(path):
+            if _PAGES.match(name):
+                memory += os.path.getsize(os.path.join(path, name))
+        if os.path.exists(os.path.join(path, "pstree.img")):
+            with open(os.path.join(path, "pstree.img"), "rb") as handle:
+                pstree = handle.read()
+    return (_criu.pstree_processes(pstree) if pstree is not None else None), memory
+
+
+def describe(images_dir: str, checkpoint_id: str, checksums: bool) -> dict[str, t.Any]:
+    """One bundle as checkpoint_info reports it; a bundle that does not verify says why in problems."""
+    path = final_path(images_dir, checkpoint_id)
+    entry = {"id": checkpoint_id, "path": path, "manifest": None, "verified": False, "problems": [],
+             "processes": None, "memory_bytes": None}
+    try:
+        entry["manifest"] = load_manifest(path)
+    except BundleError as exc:
+        entry["problems"] = [str(exc)]
+        return entry
+    if checksums:
+        entry["problems"] = verify(path, entry["manifest"])
+        entry["verified"] = not entry["problems"]
+    entry["processes"], entry["memory_bytes"] = criu_images(path)
+    return entry
+
+
+def inventory(images_dir: str, checkpoint_id: str | None, checksums: bool) -> list[dict[str, t.Any]]:
+    """The bundle named, or every finished bundle in the images directory (partial ones start with a dot)."""
+    if checkpoint_id is not None:
+        ids = [check_id(checkpoint_id)]
+    else:
+        ids = sorted(name for name in (os.listdir(images_dir) if os.path.isdir(images_dir) else [])
+                     if not name.startswith(".") and os.path.isdir(os.path.join(images_dir, name)))
+    return [describe(images_dir, i, checksums) for i in ids]

@@ -7,6 +7,7 @@ dump and restore of process trees. Everything here runs on a managed host."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import subprocess
 import tempfile
 import time
 import typing as t
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _host
 
 try:
     import pycriu
@@ -27,6 +30,8 @@ except Exception as exc:  # pylint: disable=broad-except
     PYCRIU_IMPORT_ERROR = exc
 
 MIN_VERSION = (4, 2)
+# Post-copy moves pages through pipes of this size; a smaller fs.pipe-max-size makes CRIU fail.
+POST_COPY_PIPE_SIZE = 4 * 1024 * 1024
 # Searched in this order when the user names no binary: a locally built CRIU must win over a
 # distribution's older /usr/sbin/criu, whatever PATH says.
 CANDIDATES = ("/usr/local/sbin/criu", "/usr/local/bin/criu", "/usr/sbin/criu", "/usr/bin/criu")
@@ -89,6 +94,14 @@ def runc_log_errors(text: str) -> str:
     lines = log_tail(os.path.dirname(match.group(1)), os.path.basename(match.group(1)), 400).splitlines()
     errors = [line for line in lines if "Error" in line and "rlimit" not in line]
     return "CRIU: %s\n" % "\n".join(errors[-8:]) if errors else ""
+
+
+def pstree_processes(pstree: bytes) -> list[dict[str, t.Any]] | None:
+    """The processes in a pstree.img, or None without pycriu to decode it."""
+    if not HAS_PYCRIU:
+        return None
+    entries = pycriu.images.load(io.BytesIO(pstree))["entries"]
+    return [{"pid": e["pid"], "ppid": e["ppid"], "sid": e.get("sid")} for e in entries]
 
 
 def has_cap_sys_resource() -> bool:
@@ -307,3 +320,57 @@ def _wait_for_socket(pid: int, timeout: float = 10.0) -> None:
             pass
         time.sleep(0.02)
     raise RuntimeError("pid %d holds no socket after %.0f s" % (pid, timeout))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def host_facts(criu_path: str | None, images_dir: str, probe: bool) -> dict[str, t.Any]:
+    """What criu_info reports: whether CRIU works here (with the reasons when not), its features,
+    the migration methods they allow, and the host's memory and images directory."""
+    facts = {
+        "binary": None, "version": None, "check": False, "probe": None, "features": {},
+        "methods": [], "reasons": [], "cpuinfo_digest": None,
+        "can_dump_other_users": has_cap_sys_resource(),
+        "pipe_max_size": _read_int("/proc/sys/fs/pipe-max-size"),
+        "kernel": os.uname().release,
+        "memory": _host.meminfo(),
+        "images_dir": images_dir,
+        "images_dir_free_bytes": _host.disk_free(images_dir),
+    }
+    reasons = facts["reasons"]
+    binary = find_binary(criu_path)
+    if not binary:
+        reasons.append("no CRIU binary found" + (" at %s" % criu_path if criu_path else ""))
+    elif not HAS_PYCRIU:
+        facts["binary"] = binary
+        facts["version"] = version_string(binary_version(binary))
+        reasons.append("pycriu is not importable: %s" % PYCRIU_IMPORT_ERROR)
+    else:
+        criu = Criu(binary)
+        version = criu.version()
+        facts.update(binary=binary, version=version_string(version), check=criu.check(),
+                     cpuinfo_digest=criu.cpuinfo_digest())
+        facts["features"] = dict(criu.features(), page_server_tls=criu.page_server_tls())
+        if not version or version < MIN_VERSION:
+            reasons.append("CRIU %s is older than %s" % (facts["version"], version_string(MIN_VERSION)))
+        if not facts["check"]:
+            reasons.append("criu check failed")
+        if probe:
+            facts["probe"] = criu.probe()
+            if not facts["probe"]["ok"]:
+                reasons.append("probe dump/restore of a socket-holding process failed: %s" % facts["probe"]["error"])
+    facts["ready"] = not reasons
+    if facts["ready"]:
+        features = facts["features"]
+        if features.get("lazy_pages") and (facts["pipe_max_size"] or 0) >= POST_COPY_PIPE_SIZE:
+            facts["methods"].append("post_copy")
+        if features.get("mem_dirty_track"):
+            facts["methods"].append("pre_copy")
+        facts["methods"] += ["stream", "stop_and_copy"]
+    return facts

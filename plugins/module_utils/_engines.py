@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _engine
 from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engine, criu_for
 from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine
@@ -31,3 +32,19 @@ def capabilities(name: str) -> dict[str, t.Any]:
 def engine_for(module: t.Any, name: str | None = None) -> Engine:
     """The engine ``name`` (by default the module's option ``engine``), working through ``module``."""
     return REGISTRY[name or module.params["engine"]](module, criu_for(module))
+
+
+def run_container_info(module: t.Any) -> None:
+    """Module ferry.migrate.container_info: one container or all, with the images, networks and engine capabilities."""
+    _engine.check_container(module, "name")
+    engine = engine_for(module)
+    try:
+        if module.params["name"]:
+            found = engine.describe(module.params["name"])
+            containers = [found] if found else []
+        else:
+            containers = engine.list()
+        images, networks = engine.image_ids(), engine.network_names()
+    except _engine.EngineError as exc:
+        _engine.fail(module, "inspect", exc)
+    module.exit_json(changed=False, containers=containers, images=images, networks=networks, capabilities=engine.capabilities)

@@ -86,3 +86,20 @@ def facts(images_dir: str) -> dict[str, t.Any]:
         "cordon": mark,
         "images_dir_free_bytes": disk_free(images_dir),
     }
+
+
+def run_cordon(module: t.Any) -> None:
+    """Module ferry.migrate.cordon: mark the host (or unmark it) so that no migration targets it."""
+    images_dir, wanted = module.params["images_dir"], module.params["state"] == "present"
+    mark = before = cordon(images_dir)
+    changed = (mark is not None) != wanted
+    if changed and not module.check_mode:
+        set_cordon(images_dir, module.params["reason"] if wanted else None)
+        mark = cordon(images_dir)
+    result = dict(changed=changed, cordon=mark)
+    if module._diff:
+        after = mark if not module.check_mode else ({"reason": module.params["reason"]} if wanted else None)
+        result["diff"] = dict(before="%s\n" % (json.dumps(before, sort_keys=True) if before else "not cordoned"),
+                              after="%s\n" % (json.dumps(after, sort_keys=True) if after else "not cordoned"),
+                              before_header=images_dir + "/.cordoned", after_header=images_dir + "/.cordoned")
+    module.exit_json(**result)

@@ -18,6 +18,7 @@ import re
 import time
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
 # A migration is in flight from "migrating" until it ends in one of the final statuses.
@@ -138,3 +139,31 @@ def claim(path: str, job: str, token: str, lease_seconds: int, release: bool = F
 
 class LockError(Exception):
     pass
+
+
+def run(module: t.Any) -> None:
+    """Module ferry.migrate.journal: take or release the job lock, then record or read entries."""
+    params = module.params
+    try:
+        if params["lock"] and not module.check_mode:
+            claim(params["path"], params["job"] or "", params["token"], params["lease"], release=params["lock"] == "release")
+        before = None
+        if params["id"] is None:
+            changed, journal = False, read(params["path"])
+        else:
+            _bundle.check_id(params["id"])
+            changed, journal, before = update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="id: %s" % exc)
+    except LockError as exc:
+        module.fail_json(msg="lock: %s" % exc)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg="path: %s" % exc)
+    result = dict(changed=changed, entries=journal["entries"], in_flight=in_flight(journal))
+    if params["token"] is not None:
+        result["run"] = of_run(journal, params["token"])
+    if module._diff and params["id"] is not None:
+        header = "%s: %s" % (params["path"], params["id"])
+        result["diff"] = dict(before=entry_text(before), after=entry_text(journal["entries"].get(params["id"])),
+                              before_header=header, after_header=header)
+    module.exit_json(**result)

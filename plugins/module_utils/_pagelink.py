@@ -26,7 +26,7 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _transport, _wire
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _transport, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 from ansible_collections.ferry.migrate.plugins.module_utils._relay import Relay, RelayError
 
@@ -229,3 +229,33 @@ def source_lazy(link: dict[str, t.Any], lazy_port: int, listening: threading.Eve
         conn.settimeout(None)
         return conn
     return Relay(link["checkpoint_id"], connect, dial=dialer(link), give_up=link["give_up"], lazy_client="peer").start()
+
+
+def run(module: t.Any) -> None:
+    """Module ferry.migrate.page_link: open (or find already open) or close the target's end."""
+    params = module.params
+    _engine.check_checkpoint_id(module, params["checkpoint_id"])
+    if params["state"] == "absent":
+        present = read_state(params["images_dir"], params["checkpoint_id"]) is not None
+        if not module.check_mode:
+            present = stop_target(params["images_dir"], params["checkpoint_id"]) or present
+        module.exit_json(changed=present)
+
+    if params["give_up"] <= 0:
+        module.fail_json(msg="give_up: must be a positive number of seconds")
+    if params["method"] == "post_copy" and not params["pidfile"]:
+        module.fail_json(msg="pidfile: required with method post_copy (the tree to stop if its pages cannot arrive)")
+    state = read_state(params["images_dir"], params["checkpoint_id"])
+    if state and state.get("state") == "running" and alive(state.get("pid")):
+        module.exit_json(changed=False, local_port=state.get("local_port"), pid=state["pid"])
+    if module.check_mode:
+        module.exit_json(changed=True)
+    stop_target(params["images_dir"], params["checkpoint_id"])  # a finished or dead one's leftovers
+    criu = _criu.Criu(_criu.find_binary(params["criu_path"]) or "criu") if params["method"] == "stream" else None
+    try:
+        opened = start_target(
+            criu, module.run_command, params["images_dir"], params["checkpoint_id"], params["method"], params["give_up"],
+            params["expires_in"], params["pidfile"])
+    except (OSError, RelayError, _criu.CriuError) as exc:
+        module.fail_json(msg="could not open the page link: %s" % exc, detail=getattr(exc, "log", ""))
+    module.exit_json(changed=True, **opened)

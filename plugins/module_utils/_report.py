@@ -126,3 +126,19 @@ def write(directory: str, job: str, kind: str, migrations: list[dict[str, t.Any]
     with open(paths["markdown"], "w", encoding="utf-8") as handle:
         handle.write(markdown(report, migrations, utilisation, charts))
     return data, paths
+
+
+def run(module: t.Any) -> None:
+    """Module ferry.migrate.fleet_report: write a fleet job's report files and return the report."""
+    params = module.params
+    if not params["job"] or "/" in params["job"] or params["job"].startswith("."):
+        module.fail_json(msg="job must be a plain file name prefix, not %r" % params["job"])
+    try:
+        before, after = params["before"], params["after"]
+        utilisation = {host: {"before": before["utilisation"].get(host, 0.0), "after": value} for host, value in after["utilisation"].items()}
+        imbalance = {"metric": after.get("metric", "memory"), "before": before["imbalance"], "after": after["imbalance"]}
+        report, files = write(params["directory"], params["job"], params["kind"], params["migrations"], params["plan"],
+                              utilisation, imbalance)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        module.fail_json(msg="could not write the report in %s: %s" % (params["directory"], exc))
+    module.exit_json(changed=True, report=report, files=files)

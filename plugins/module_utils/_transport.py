@@ -23,7 +23,7 @@ import threading
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _wire
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _engine, _wire
 
 CHUNK = 1 << 20
 CONNECT_TIMEOUT = 15
@@ -385,3 +385,24 @@ def relay(sender: Channel, receiver: Channel, compress: str = "none", probe: boo
     return {"have": bool(messages[0].get("have")), "bytes": sum(entry["size"] for entry in manifest["files"]),
             "sent_bytes": sent if moved else 0, "data_path": "controller" if moved else None,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def run(module: t.Any) -> None:
+    """Module ferry.migrate.transfer: send a finished bundle to the target over OpenSSH."""
+    params = module.params
+    if params["route"] == "controller":
+        module.fail_json(msg="route=controller is handled on the controller by the action plugin ferry.migrate.transfer; "
+                             "call the module by that name")
+    problem = check_params(params)
+    if problem:
+        module.fail_json(msg=problem)
+    path, manifest = _engine.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
+    try:
+        channel = Channel(params["target"], params["port"], params["user"], "ferry-receive", params["timeout"],
+                          private_key=params["private_key"], private_key_file=params["private_key_file"],
+                          host_keys=params["host_keys"], known_hosts_file=params["known_hosts_file"],
+                          ssh_args=params["ssh_args"])
+        sent = send_bundle(channel, path, manifest, params["compress"], module.check_mode)
+    except (TransportError, OSError) as exc:
+        _engine.fail(module, "transfer", exc)
+    module.exit_json(**summary(sent, _bundle.total_bytes(manifest), module.check_mode))

@@ -74,71 +74,9 @@ checkpoints:
       type: int
 """
 
-import io
-import os
-import re
-import tarfile
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu
-
-_PAGES = re.compile(r"^pages-\d+\.img\Z")
-
-
-def _image_name(member_name):
-    """A CRIU image's name inside a checkpoint archive: under checkpoint/ in podman's, at the top of
-    the docker engine's; None for anything else (rootfs, configuration)."""
-    for prefix in ("checkpoint/", "./"):
-        if member_name.startswith(prefix) and "/" not in member_name[len(prefix):]:
-            return member_name[len(prefix):]
-    return None
-
-
-def criu_images(path):
-    """Read pstree.img and page sizes from a bundle: loose CRIU images, or inside podman's or the
-    docker engine's archive."""
-    pstree, memory = None, 0
-    archive = os.path.join(path, "checkpoint.tar")
-    if os.path.exists(archive):
-        try:
-            with tarfile.open(archive) as tar:
-                for member in tar:
-                    name = _image_name(member.name)
-                    if name and _PAGES.match(name):
-                        memory += member.size
-                    elif name == "pstree.img":
-                        pstree = tar.extractfile(member).read()
-        except tarfile.TarError:
-            return None, None
-    else:
-        for name in os.listdir(path):
-            if _PAGES.match(name):
-                memory += os.path.getsize(os.path.join(path, name))
-        if os.path.exists(os.path.join(path, "pstree.img")):
-            with open(os.path.join(path, "pstree.img"), "rb") as handle:
-                pstree = handle.read()
-    processes = None
-    if pstree is not None and _criu.HAS_PYCRIU:
-        entries = _criu.pycriu.images.load(io.BytesIO(pstree))["entries"]
-        processes = [{"pid": e["pid"], "ppid": e["ppid"], "sid": e.get("sid")} for e in entries]
-    return processes, memory
-
-
-def describe(images_dir, checkpoint_id, verify):
-    path = _bundle.final_path(images_dir, checkpoint_id)
-    entry = {"id": checkpoint_id, "path": path, "manifest": None, "verified": False, "problems": [],
-             "processes": None, "memory_bytes": None}
-    try:
-        entry["manifest"] = _bundle.load_manifest(path)
-    except _bundle.BundleError as exc:
-        entry["problems"] = [str(exc)]
-        return entry
-    if verify:
-        entry["problems"] = _bundle.verify(path, entry["manifest"])
-        entry["verified"] = not entry["problems"]
-    entry["processes"], entry["memory_bytes"] = criu_images(path)
-    return entry
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
 
 
 def main():
@@ -150,16 +88,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    images_dir = module.params["images_dir"]
-    if module.params["checkpoint_id"] is not None:
-        try:
-            ids = [_bundle.check_id(module.params["checkpoint_id"])]
-        except _bundle.BundleError as exc:
-            module.fail_json(msg="checkpoint_id: %s" % exc)
-    else:
-        ids = sorted(name for name in (os.listdir(images_dir) if os.path.isdir(images_dir) else [])
-                     if not name.startswith(".") and os.path.isdir(os.path.join(images_dir, name)))
-    module.exit_json(changed=False, checkpoints=[describe(images_dir, i, module.params["verify"]) for i in ids])
+    try:
+        checkpoints = _bundle.inventory(module.params["images_dir"], module.params["checkpoint_id"], module.params["verify"])
+    except _bundle.BundleError as exc:
+        module.fail_json(msg="checkpoint_id: %s" % exc)
+    module.exit_json(changed=False, checkpoints=checkpoints)
 
 
 if __name__ == "__main__":

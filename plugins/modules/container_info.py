@@ -85,7 +85,7 @@ capabilities:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _engines
+from ansible_collections.ferry.migrate.plugins.module_utils import _engines
 
 
 def main():
@@ -98,18 +98,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    _engine.check_container(module, "name")
-    engine = _engines.engine_for(module)
-    try:
-        if module.params["name"]:
-            found = engine.describe(module.params["name"])
-            containers = [found] if found else []
-        else:
-            containers = engine.list()
-        images, networks = engine.image_ids(), engine.network_names()
-    except _engine.EngineError as exc:
-        _engine.fail(module, "inspect", exc)
-    module.exit_json(changed=False, containers=containers, images=images, networks=networks, capabilities=engine.capabilities)
+    _engines.run_container_info(module)
 
 
 if __name__ == "__main__":

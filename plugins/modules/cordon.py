@@ -51,7 +51,6 @@ cordon:
   type: dict
 """
 
-import json
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -67,19 +66,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    images_dir, wanted = module.params["images_dir"], module.params["state"] == "present"
-    mark = before = _host.cordon(images_dir)
-    changed = (mark is not None) != wanted
-    if changed and not module.check_mode:
-        _host.set_cordon(images_dir, module.params["reason"] if wanted else None)
-        mark = _host.cordon(images_dir)
-    result = dict(changed=changed, cordon=mark)
-    if module._diff:
-        after = mark if not module.check_mode else ({"reason": module.params["reason"]} if wanted else None)
-        result["diff"] = dict(before="%s\n" % (json.dumps(before, sort_keys=True) if before else "not cordoned"),
-                              after="%s\n" % (json.dumps(after, sort_keys=True) if after else "not cordoned"),
-                              before_header=images_dir + "/.cordoned", after_header=images_dir + "/.cordoned")
-    module.exit_json(**result)
+    _host.run_cordon(module)
 
 
 if __name__ == "__main__":

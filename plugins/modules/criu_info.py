@@ -129,65 +129,9 @@ ansible_facts:
           type: int
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _host
-
-POST_COPY_PIPE_SIZE = 4 * 1024 * 1024
-
-
-def _read_int(path):
-    try:
-        with open(path, encoding="ascii") as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def gather(criu_path, images_dir, probe):
-    facts = {
-        "binary": None, "version": None, "check": False, "probe": None, "features": {},
-        "methods": [], "reasons": [], "cpuinfo_digest": None,
-        "can_dump_other_users": _criu.has_cap_sys_resource(),
-        "pipe_max_size": _read_int("/proc/sys/fs/pipe-max-size"),
-        "kernel": os.uname().release,
-        "memory": _host.meminfo(),
-        "images_dir": images_dir,
-        "images_dir_free_bytes": _host.disk_free(images_dir),
-    }
-    reasons = facts["reasons"]
-    binary = _criu.find_binary(criu_path)
-    if not binary:
-        reasons.append("no CRIU binary found" + (" at %s" % criu_path if criu_path else ""))
-    elif not _criu.HAS_PYCRIU:
-        facts["binary"] = binary
-        facts["version"] = _criu.version_string(_criu.binary_version(binary))
-        reasons.append("pycriu is not importable: %s" % _criu.PYCRIU_IMPORT_ERROR)
-    else:
-        criu = _criu.Criu(binary)
-        version = criu.version()
-        facts.update(binary=binary, version=_criu.version_string(version), check=criu.check(),
-                     cpuinfo_digest=criu.cpuinfo_digest())
-        facts["features"] = dict(criu.features(), page_server_tls=criu.page_server_tls())
-        if not version or version < _criu.MIN_VERSION:
-            reasons.append("CRIU %s is older than %s" % (facts["version"], _criu.version_string(_criu.MIN_VERSION)))
-        if not facts["check"]:
-            reasons.append("criu check failed")
-        if probe:
-            facts["probe"] = criu.probe()
-            if not facts["probe"]["ok"]:
-                reasons.append("probe dump/restore of a socket-holding process failed: %s" % facts["probe"]["error"])
-    facts["ready"] = not reasons
-    if facts["ready"]:
-        features = facts["features"]
-        if features.get("lazy_pages") and (facts["pipe_max_size"] or 0) >= POST_COPY_PIPE_SIZE:
-            facts["methods"].append("post_copy")
-        if features.get("mem_dirty_track"):
-            facts["methods"].append("pre_copy")
-        facts["methods"] += ["stream", "stop_and_copy"]
-    return facts
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu
 
 
 def main():
@@ -199,7 +143,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    facts = gather(module.params["criu_path"], module.params["images_dir"], module.params["probe"])
+    facts = _criu.host_facts(module.params["criu_path"], module.params["images_dir"], module.params["probe"])
     module.exit_json(changed=False, ansible_facts={"ferry_criu": facts})
 
 

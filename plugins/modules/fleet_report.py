@@ -99,18 +99,7 @@ def main():
             after=dict(type="dict", required=True),
         ),
     )
-    params = module.params
-    if not params["job"] or "/" in params["job"] or params["job"].startswith("."):
-        module.fail_json(msg="job must be a plain file name prefix, not %r" % params["job"])
-    try:
-        before, after = params["before"], params["after"]
-        utilisation = {host: {"before": before["utilisation"].get(host, 0.0), "after": value} for host, value in after["utilisation"].items()}
-        imbalance = {"metric": after.get("metric", "memory"), "before": before["imbalance"], "after": after["imbalance"]}
-        report, files = _report.write(params["directory"], params["job"], params["kind"], params["migrations"], params["plan"],
-                                      utilisation, imbalance)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        module.fail_json(msg="could not write the report in %s: %s" % (params["directory"], exc))
-    module.exit_json(changed=True, report=report, files=files)
+    _report.run(module)
 
 
 if __name__ == "__main__":

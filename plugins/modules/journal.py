@@ -130,7 +130,7 @@ run:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _journal
+from ansible_collections.ferry.migrate.plugins.module_utils import _journal
 
 
 def main():
@@ -149,30 +149,7 @@ def main():
         required_if=[("lock", "hold", ("job", "token")), ("lock", "release", ("token",))],
         supports_check_mode=True,
     )
-    params = module.params
-    try:
-        if params["lock"] and not module.check_mode:
-            _journal.claim(params["path"], params["job"] or "", params["token"], params["lease"], release=params["lock"] == "release")
-        before = None
-        if params["id"] is None:
-            changed, journal = False, _journal.read(params["path"])
-        else:
-            _bundle.check_id(params["id"])
-            changed, journal, before = _journal.update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="id: %s" % exc)
-    except _journal.LockError as exc:
-        module.fail_json(msg="lock: %s" % exc)
-    except (OSError, ValueError) as exc:
-        module.fail_json(msg="path: %s" % exc)
-    result = dict(changed=changed, entries=journal["entries"], in_flight=_journal.in_flight(journal))
-    if params["token"] is not None:
-        result["run"] = _journal.of_run(journal, params["token"])
-    if module._diff and params["id"] is not None:
-        header = "%s: %s" % (params["path"], params["id"])
-        result["diff"] = dict(before=_journal.entry_text(before), after=_journal.entry_text(journal["entries"].get(params["id"])),
-                              before_header=header, after_header=header)
-    module.exit_json(**result)
+    _journal.run(module)
 
 
 if __name__ == "__main__":

@@ -93,8 +93,7 @@ pid:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _engine, _engines, _pagelink
-from ansible_collections.ferry.migrate.plugins.module_utils._relay import RelayError
+from ansible_collections.ferry.migrate.plugins.module_utils import _engines, _pagelink
 
 
 def main():
@@ -111,32 +110,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    _engine.check_checkpoint_id(module, params["checkpoint_id"])
-    if params["state"] == "absent":
-        present = _pagelink.read_state(params["images_dir"], params["checkpoint_id"]) is not None
-        if not module.check_mode:
-            present = _pagelink.stop_target(params["images_dir"], params["checkpoint_id"]) or present
-        module.exit_json(changed=present)
-
-    if params["give_up"] <= 0:
-        module.fail_json(msg="give_up: must be a positive number of seconds")
-    if params["method"] == "post_copy" and not params["pidfile"]:
-        module.fail_json(msg="pidfile: required with method post_copy (the tree to stop if its pages cannot arrive)")
-    state = _pagelink.read_state(params["images_dir"], params["checkpoint_id"])
-    if state and state.get("state") == "running" and _pagelink.alive(state.get("pid")):
-        module.exit_json(changed=False, local_port=state.get("local_port"), pid=state["pid"])
-    if module.check_mode:
-        module.exit_json(changed=True)
-    _pagelink.stop_target(params["images_dir"], params["checkpoint_id"])  # a finished or dead one's leftovers
-    criu = _criu.Criu(_criu.find_binary(params["criu_path"]) or "criu") if params["method"] == "stream" else None
-    try:
-        opened = _pagelink.start_target(
-            criu, module.run_command, params["images_dir"], params["checkpoint_id"], params["method"], params["give_up"],
-            params["expires_in"], params["pidfile"])
-    except (OSError, RelayError, _criu.CriuError) as exc:
-        module.fail_json(msg="could not open the page link: %s" % exc, detail=getattr(exc, "log", ""))
-    module.exit_json(changed=True, **opened)
+    _pagelink.run(module)
 
 
 if __name__ == "__main__":

@@ -179,28 +179,12 @@ phase:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _engine, _transport
+from ansible_collections.ferry.migrate.plugins.module_utils import _transport
 
 
 def main():
     module = AnsibleModule(argument_spec=_transport.ARGUMENT_SPEC, supports_check_mode=True, **_transport.CONSTRAINTS)
-    params = module.params
-    if params["route"] == "controller":
-        module.fail_json(msg="route=controller is handled on the controller by the action plugin ferry.migrate.transfer; "
-                             "call the module by that name")
-    problem = _transport.check_params(params)
-    if problem:
-        module.fail_json(msg=problem)
-    path, manifest = _engine.bundle_manifest(module, params["images_dir"], params["checkpoint_id"])
-    try:
-        channel = _transport.Channel(params["target"], params["port"], params["user"], "ferry-receive", params["timeout"],
-                                     private_key=params["private_key"], private_key_file=params["private_key_file"],
-                                     host_keys=params["host_keys"], known_hosts_file=params["known_hosts_file"],
-                                     ssh_args=params["ssh_args"])
-        sent = _transport.send_bundle(channel, path, manifest, params["compress"], module.check_mode)
-    except (_transport.TransportError, OSError) as exc:
-        _engine.fail(module, "transfer", exc)
-    module.exit_json(**_transport.summary(sent, _bundle.total_bytes(manifest), module.check_mode))
+    _transport.run(module)
 
 
 if __name__ == "__main__":

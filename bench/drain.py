@@ -1,0 +1,127 @@
+"""Benchmark: a drain's waves against the same migrations run one by one, and Ansible's share of each.
+
+N small podman containers (the lab's busybox counter) start on node1. First they move one by one to
+node2, one `ferry.migrate.migrate` run each, as an operator without Ferry's fleet roles would script it.
+Then one `ferry.migrate.drain` of node2 sends them all on to node1, node3 and node4 in waves. Both are
+timed from the first ansible-playbook's start to the last one's end. Every counter must then run on
+exactly one host, with its count gone on.
+
+Ansible's share of a wall time is what is left once the moving phases are taken out: the union, over the
+migrations, of each one's checkpoint, transfer and restore (from its record in the journal or its
+output), divided by the wall time and subtracted from one. Writes docs/benchmarks.md; a measurement, not
+a test. Usage: python bench/drain.py [N] [MAX_PER_SOURCE]   (default 20 and 6; the lab must be up with 4 hosts)
+"""
+import base64
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
+from lab import COUNTER, RESET, ROOT, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from transfer import write_section  # noqa: E402  pylint: disable=wrong-import-position
+
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+MAX_PER_SOURCE = int(sys.argv[2]) if len(sys.argv) > 2 else 6
+NODES = ["node1", "node2", "node3", "node4"]
+GOAL_SPEEDUP, GOAL_SHARE = 2.0, 0.15
+
+
+def moving_interval(record):
+    """(start, end) of a migration's checkpoint, transfer and restore, which run back to back after its preflight."""
+    phases = {phase["name"]: float(phase["seconds"] or 0) for phase in record["phases"]}
+    start = float(record["started_at"]) + phases["preflight"]
+    return start, start + phases["checkpoint"] + phases["transfer"] + phases["restore"]
+
+
+def union(intervals):
+    total, end = 0.0, None
+    for start, stop in sorted(intervals):
+        if end is None or start > end:
+            total, end = total + stop - start, stop
+        elif stop > end:
+            total, end = total + stop - end, stop
+    return total
+
+
+def ansible_share(records, wall):
+    return 1 - union([moving_interval(r) for r in records]) / wall
+
+
+def one_by_one(names):
+    records, started = [], time.monotonic()
+    for name in names:
+        proc = playbook(os.path.join(ROOT, "bench", "methods.yml"), check=True, extra=dict(
+            migrate_container=name, migrate_source="node1", migrate_target="node2", migrate_engine="podman"))
+        records.append(json.loads(base64.b64decode(re.search(r"FERRY-RECORD ([A-Za-z0-9+/=]+)", proc.stdout).group(1))))
+    return records, time.monotonic() - started
+
+
+def drained(state_dir):
+    started = time.monotonic()
+    proc = playbook("ferry.migrate.drain", check=True, extra=dict(
+        drain_hosts="node2", fleet_state_dir=state_dir, fleet_max_per_source=MAX_PER_SOURCE))
+    wall = time.monotonic() - started
+    waves = int(re.search(r"in (\d+) wave\(s\)", proc.stdout).group(1))
+    journal = json.load(open(os.path.join(state_dir, "journal-drain-node2.json")))
+    records = [entry["record"] for entry in journal["entries"].values()]
+    playbook("ferry.migrate.drain", check=True, extra=dict(drain_hosts="node2", fleet_state_dir=state_dir, drain_state="uncordoned"))
+    return records, wall, waves
+
+
+def main():
+    for node in NODES:
+        ssh(node, RESET)
+    names = ["c%02d" % i for i in range(N)]
+    for name in names:
+        ssh("node1", COUNTER.format(engine="podman", name=name))
+    time.sleep(1)
+    before = {name: count("node1", name) for name in names}
+    serial, serial_wall = one_by_one(names)
+    with tempfile.TemporaryDirectory() as state_dir:
+        waved, drain_wall, waves = drained(state_dir)
+    found = where(NODES)
+    lost = [name for name in names if len(found.get(name, [])) != 1 or not found[name][0].endswith(" running")
+            or found[name][0].startswith("node2")]
+    if lost or len(waved) != N or any(r["outcome"] != "migrated" for r in serial + waved):
+        raise AssertionError("not every counter moved: %s; outcomes %s" % (lost, [r["outcome"] for r in serial + waved]))
+    for name in names:
+        node = found[name][0].split()[0]
+        if count(node, name) <= before[name]:
+            raise AssertionError("%s lost its count" % name)
+    for node in NODES:
+        ssh(node, RESET)
+    write(serial_wall, ansible_share(serial, serial_wall), drain_wall, ansible_share(waved, drain_wall), waves,
+          [r["downtime_seconds"] for r in waved])
+
+
+def write(serial_wall, serial_share, drain_wall, drain_share, waves, downtimes):
+    speedup = serial_wall / drain_wall
+    table = "\n".join([
+        "| how | wall s | per container s | Ansible's share |",
+        "|---|---|---|---|",
+        "| one by one, %d `ferry.migrate.migrate` runs, node1 -> node2 | %.1f | %.2f | %.0f %% |" % (N, serial_wall, serial_wall / N, serial_share * 100),
+        "| one `ferry.migrate.drain` of node2, %d waves (fleet_max_per_source=%d) | %.1f | %.2f | %.0f %% |" % (
+            waves, MAX_PER_SOURCE, drain_wall, drain_wall / N, drain_share * 100),
+    ])
+    print(table)
+    write_section("Fleet drain: waves against one by one", (
+        "`python bench/drain.py %d %d` on %s: %d small podman containers (busybox counters) moved node1 -> node2 one\n"
+        "by one, then drained from node2 onto node1, node3 and node4 (lab of 4 hosts, one machine, 2 cores). Every\n"
+        "counter then runs on exactly one host with its count gone on. Ansible's share: one minus the union of the\n"
+        "migrations' checkpoint, transfer and restore intervals over the wall time.\n\n%s\n\n"
+        "Drain downtimes: median %.2f s, worst %.2f s.\n\n"
+        "Against the goals of issue #16:\n\n"
+        "- A drain >= %.0fx faster than the same migrations one by one: %s, %.2fx.  \n"
+        "- Ansible's share of the drain's wall time <= %.0f %%: %s, %.0f %%.%s\n"
+    ) % (N, MAX_PER_SOURCE, time.strftime("%Y-%m-%d"), N, table, sorted(downtimes)[len(downtimes) // 2], max(downtimes),
+         GOAL_SPEEDUP, "met" if speedup >= GOAL_SPEEDUP else "not met", speedup,
+         GOAL_SHARE * 100, "met" if drain_share <= GOAL_SHARE else "not met", drain_share * 100,
+         "" if drain_share <= GOAL_SHARE else " The rest is Ansible: the preflight's module runs, the journal, "
+         "the grant and its revocation, and the finalisation, each a round trip to a host."))
+
+
+if __name__ == "__main__":
+    main()
