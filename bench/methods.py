@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from lab import ADDRESS, RESET, ROOT, memory_state, memory_tree, playbook, ssh, ssh_argv  # noqa: E402  pylint: disable=wrong-import-position
+from lab import ADDRESS, GRANTS, OPS_USER, PORT as SSH_PORT, RESET, ROOT, memory_state, memory_tree, playbook, ssh, ssh_argv  # noqa: E402  pylint: disable=wrong-import-position
 from transfer import write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 SIZES = [int(arg) for arg in sys.argv[1:]] or [64, 256, 1024, 4096]
@@ -56,13 +56,13 @@ s.close()
 """
 # Ferry's OpenSSH sessions prefer AES-GCM (plugins/module_utils/_transport.py CIPHERS); the baseline uses the same.
 SSH_CIPHER = "aes128-gcm@openssh.com"
-# One CA and one certificate (CN: the target's address, so CRIU's name check passes) for CRIU's --tls.
+# One CA and one certificate (for the target's address, so CRIU's name check passes) for CRIU's --tls.
 TLS_CERTS = r"""
 set -e
 rm -rf /tmp/ptls; mkdir -m 700 /tmp/ptls; cd /tmp/ptls
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=ferry-bench-ca -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=%s -keyout key.pem -out req.csr 2>/dev/null
-openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out cert.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={0} -addext subjectAltName=IP:{0} -keyout key.pem -out req.csr 2>/dev/null
+openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -copy_extensions copy -days 1 -out cert.pem 2>/dev/null
 tar -c ca.pem cert.pem key.pem | base64 -w0
 """
 TLS_OPTIONS = " --tls --tls-cacert /tmp/ptls/ca.pem --tls-cert /tmp/ptls/cert.pem --tls-key /tmp/ptls/key.pem"
@@ -86,56 +86,61 @@ def raw_link(mib=2048):
 
 
 def node_key():
-    """A key of node1's own that node2's root accepts, and node2's pinned host key: for the by-hand baselines."""
+    """A key of node1's own that node2's login user (root, or the realistic lab's ferryops) accepts, and
+    node2's pinned host key: for the by-hand baselines."""
     ssh("node1", "rm -f /tmp/hand-key*; ssh-keygen -q -t ed25519 -N '' -C ferry-bench-hand -f /tmp/hand-key")
-    ssh("node2", "sed -i '/ferry-bench-hand/d' /root/.ssh/authorized_keys; echo '%s' >> /root/.ssh/authorized_keys"
-        % ssh("node1", "cat /tmp/hand-key.pub"))
-    ssh("node1", "ssh-keyscan -t ed25519 %s > /tmp/hand-known 2>/dev/null" % ADDRESS["node2"])
+    ssh("node2", "sed -i '/ferry-bench-hand/d' %s; echo '%s' >> %s" % (GRANTS, ssh("node1", "cat /tmp/hand-key.pub"), GRANTS))
+    ssh("node1", "ssh-keyscan -p %d -t ed25519 %s > /tmp/hand-known 2>/dev/null" % (SSH_PORT["node2"], ADDRESS["node2"]))
+    return "-i /tmp/hand-key -o UserKnownHostsFile=/tmp/hand-known"
 
 
 def openssh_link(mib=2048):
     """OpenSSH from node1 to node2, memory to memory, with the cipher Ferry's sessions negotiate."""
-    node_key()
-    took = ssh("node1", "s=$(date +%%s.%%N); head -c %dM /dev/zero | ssh -i /tmp/hand-key -o UserKnownHostsFile=/tmp/hand-known "
-                        "-o Compression=no -c %s root@%s 'cat >/dev/null'; e=$(date +%%s.%%N); echo \"$e - $s\" | bc"
-               % (mib, SSH_CIPHER, ADDRESS["node2"]))
-    return mib / float(took)
+    options = node_key()
+    took = timed("node1", "head -c %dM /dev/zero | ssh %s -p %d -o Compression=no -c %s %s@%s 'cat >/dev/null'"
+                 % (mib, options, SSH_PORT["node2"], SSH_CIPHER, OPS_USER, ADDRESS["node2"]))
+    ssh("node2", "sed -i '/ferry-bench-hand/d' %s" % GRANTS)
+    return mib / took
+
+
+def timed(node, command):
+    """Seconds ``command`` took on ``node``, timed there (the harness's own SSH round trip left out)."""
+    return float(ssh(node, "s=$(date +%%s.%%N); %s; e=$(date +%%s.%%N); echo \"$e - $s\" | bc" % command))
 
 
 def page_server_run(size, tls):
     """CRIU by itself, the floor Ferry's stop-and-copy and stream are measured against: the tree dumped from
-    node1 straight into CRIU's page server on node2 (plain, or with CRIU's --tls), its other images
-    (a few hundred KiB) copied beside the pages, and restored there. Downtime: the dump's start to the
-    restore's end, timed from the harness (each step one SSH round trip, ~0.05 s)."""
+    node1 straight into CRIU's page server on node2 (plain, or with CRIU's --tls), its other images (a few
+    hundred KiB) copied beside the pages over OpenSSH, and restored there. Downtime: the three steps' own
+    times, each timed on its host, as a tool chaining them would see them."""
     reset()
     target = ADDRESS["node2"]
     if tls:
-        certs = ssh("node1", TLS_CERTS % target)
+        certs = ssh("node1", TLS_CERTS.format(target))
         ssh("node2", "rm -rf /tmp/ptls; mkdir -m 700 /tmp/ptls; echo %s | base64 -d | tar -x -C /tmp/ptls" % certs)
     options = TLS_OPTIONS if tls else ""
+    login = node_key()
     memory_tree("node1", "mem", PORT, size)
     before = memory_state("node1", PORT)
-    ssh("node2", "rm -rf /tmp/ps-dst; mkdir -m 700 /tmp/ps-dst; criu page-server -D /tmp/ps-dst --address %s --port %d -d%s"
-        % (target, PAGE_SERVER_PORT, options))
+    ssh("node2", "pkill -f '^criu page-server'; rm -rf /tmp/ps-dst /tmp/ps-img; mkdir -m 700 /tmp/ps-dst; "
+                 "install -d -m 700 -o %s /tmp/ps-img; "
+                 "criu page-server -D /tmp/ps-dst -o page-server.log --address %s --port %d -d%s </dev/null >/dev/null 2>&1"
+        % (OPS_USER, target, PAGE_SERVER_PORT, options))
     ssh("node1", "rm -rf /tmp/ps-src; mkdir -m 700 /tmp/ps-src")
-    started = time.monotonic()
-    ssh("node1", "criu dump -t $(cat /run/ferry/trees/mem.pid) -D /tmp/ps-src -o dump.log --page-server --address %s --port %d%s"
-        % (target, PAGE_SERVER_PORT, options))
-    dumped = time.monotonic()
-    images = subprocess.run(ssh_argv("node1") + ["tar -C /tmp/ps-src -c --exclude dump.log ."], capture_output=True, check=True).stdout
-    subprocess.run(ssh_argv("node2") + ["tar -C /tmp/ps-dst -x"], input=images, check=True)
-    copied = time.monotonic()
-    ssh("node2", "criu restore -D /tmp/ps-dst -o restore.log -d --pidfile /run/ferry/trees/mem.pid")
-    restored = time.monotonic()
+    dump = timed("node1", "criu dump -t $(cat /run/ferry/trees/mem.pid) -D /tmp/ps-src -o dump.log --page-server --address %s --port %d%s"
+                 % (target, PAGE_SERVER_PORT, options))
+    copy = timed("node1", "tar -C /tmp/ps-src -c --exclude dump.log . | ssh %s -p %d -o Compression=no -c %s %s@%s 'tar -x -C /tmp/ps-img'"
+                 % (login, SSH_PORT["node2"], SSH_CIPHER, OPS_USER, target))
+    restore = timed("node2", "mv /tmp/ps-img/* /tmp/ps-dst/ && criu restore -D /tmp/ps-dst -o restore.log -d --pidfile /run/ferry/trees/mem.pid")
     after = memory_state("node2", PORT)
     if after[1] != before[1] or after[0] < before[0]:
         raise AssertionError("CRIU's page server lost state: %r then %r" % (before, after))
     pages = int(ssh("node2", "du -cb /tmp/ps-dst/pages-*.img | tail -1 | cut -f1"))
-    ssh("node2", "rm -rf /tmp/ps-dst /tmp/ptls")
+    ssh("node2", "rm -rf /tmp/ps-dst /tmp/ps-img /tmp/ptls; sed -i '/ferry-bench-hand/d' %s" % GRANTS)
     ssh("node1", "rm -rf /tmp/ps-src /tmp/ptls")
-    return {"downtime_seconds": restored - started, "total_seconds": restored - started, "bytes": pages,
-            "phases": [{"name": "checkpoint", "seconds": dumped - started}, {"name": "transfer", "seconds": copied - dumped},
-                       {"name": "restore", "seconds": restored - copied}]}
+    return {"downtime_seconds": dump + copy + restore, "total_seconds": dump + copy + restore, "bytes": pages,
+            "phases": [{"name": "checkpoint", "seconds": dump}, {"name": "transfer", "seconds": copy},
+                       {"name": "restore", "seconds": restore}]}
 
 
 def migrate(name, engine, method, source="node1", target="node2"):
@@ -217,19 +222,18 @@ def by_hand(size):
     """What a user does today: podman checkpoint --export (zstd), scp, podman restore --import."""
     reset()
     keys = redis(size)
-    node_key()
+    options = node_key()
     started = time.monotonic()
     ssh("node1", "podman container checkpoint --export /tmp/bench.tar.zst --compress zstd redis")
     dumped = time.monotonic()
-    ssh("node1", "scp -q -i /tmp/hand-key -o UserKnownHostsFile=/tmp/hand-known /tmp/bench.tar.zst root@%s:/tmp/"
-        % ADDRESS["node2"])
+    ssh("node1", "scp -q %s -P %d /tmp/bench.tar.zst %s@%s:/tmp/" % (options, SSH_PORT["node2"], OPS_USER, ADDRESS["node2"]))
     copied = time.monotonic()
     ssh("node2", "podman container restore --import /tmp/bench.tar.zst")
     restored = time.monotonic()
     downtime = restored - started
     size_bytes = int(ssh("node2", "stat -c %s /tmp/bench.tar.zst"))
     assert int(ssh("node2", "podman exec redis redis-cli DBSIZE")) == keys
-    ssh("node2", "sed -i '/ferry-bench-hand/d' /root/.ssh/authorized_keys")
+    ssh("node2", "sed -i '/ferry-bench-hand/d' %s" % GRANTS)
     return {"downtime_seconds": downtime, "total_seconds": downtime, "bytes": size_bytes,
             "phases": [{"name": "checkpoint", "seconds": dumped - started}, {"name": "transfer", "seconds": copied - dumped},
                        {"name": "restore", "seconds": restored - copied}]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _engine
+from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _host
 from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engine, criu_for
 from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine
@@ -47,4 +47,5 @@ def run_container_info(module: t.Any) -> None:
         images, networks = engine.image_ids(), engine.network_names()
     except _engine.EngineError as exc:
         _engine.fail(module, "inspect", exc)
-    module.exit_json(changed=False, containers=containers, images=images, networks=networks, capabilities=engine.capabilities)
+    module.exit_json(changed=False, containers=containers, images=images, networks=networks, capabilities=engine.capabilities,
+                     host=_host.facts(module.params["images_dir"]))

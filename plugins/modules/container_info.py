@@ -19,6 +19,8 @@ description:
   - Engine V(docker) fails on a host whose Docker daemon is unreachable, older than API 1.40 or not
     in experimental mode, naming which.
   - For engine V(criu), the containers are the process trees whose pidfiles are in O(tree_dir).
+  - Also returns the host's facts (as M(ferry.migrate.host_info) does), so that one call tells a
+    migration's preflight both whether the container can come and whether there is room for it.
 author: Ferry developers (@ferry-migrate)
 options:
   engine:
@@ -35,6 +37,7 @@ options:
     default: /run/ferry/trees
 extends_documentation_fragment:
   - ferry.migrate.common.criu
+  - ferry.migrate.common.images
 attributes:
   check_mode:
     support: full
@@ -72,6 +75,12 @@ networks:
   type: list
   elements: str
   sample: [bridge, fabric, host, none]
+host:
+  description: The host's facts, as M(ferry.migrate.host_info) returns them (memory, CPUs, free space in O(images_dir), cordon).
+  returned: always
+  type: dict
+  sample: {memory_total_bytes: 25165824000, memory_available_bytes: 20971520000, cpus: 2, load1: 0.4, cpu_group: 6f1c..., cordoned: false,
+           cordon: null, images_dir_free_bytes: 52428800000}
 capabilities:
   description:
     - What the engine can do, for callers that must not guess it from its name - C(methods) (how its
@@ -95,6 +104,7 @@ def main():
             name=dict(type="str"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
             criu_path=dict(type="path"),
+            images_dir=dict(type="path", default="/var/lib/ferry"),
         ),
         supports_check_mode=True,
     )
