@@ -11,7 +11,6 @@ migrations, of each one's checkpoint, transfer and restore (from its record in t
 output), divided by the wall time and subtracted from one. Writes docs/benchmarks.md; a measurement, not
 a test. Usage: python bench/drain.py [N] [MAX_PER_SOURCE]   (default 20 and 6; the lab must be up with 4 hosts)
 """
-import base64
 import json
 import os
 import re
@@ -20,7 +19,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
-from lab import COUNTER, RESET, ROOT, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from lab import COUNTER, RESET, count, playbook, ssh, where  # noqa: E402  pylint: disable=wrong-import-position
+from methods import migrate  # noqa: E402  pylint: disable=wrong-import-position
 from transfer import write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20
@@ -53,9 +53,7 @@ def ansible_share(records, wall):
 def one_by_one(names):
     records, started = [], time.monotonic()
     for name in names:
-        proc = playbook(os.path.join(ROOT, "bench", "methods.yml"), check=True, extra=dict(
-            migrate_container=name, migrate_source="node1", migrate_target="node2", migrate_engine="podman"))
-        records.append(json.loads(base64.b64decode(re.search(r"FERRY-RECORD ([A-Za-z0-9+/=]+)", proc.stdout).group(1))))
+        records.append(migrate(name, "podman", "stop_and_copy"))
     return records, time.monotonic() - started
 
 
