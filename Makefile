@@ -39,6 +39,7 @@ bench: setup
 	python bench/planner.py
 	python bench/transfer.py
 	python bench/methods.py
+	python bench/gap.py
 	python bench/drain.py
 
 ## Fault matrix (20 runs of each fault) and soak (200 migrations under load): docs/reliability.md. About 2 hours.

@@ -143,10 +143,10 @@ def page_server_run(size, tls):
                        {"name": "restore", "seconds": restore}]}
 
 
-def migrate(name, engine, method, source="node1", target="node2"):
+def migrate(name, engine, method, source="node1", target="node2", **options):
     proc = playbook(os.path.join(ROOT, "bench", "methods.yml"), check=True, extra=dict(
         migrate_container=name, migrate_source=source, migrate_target=target, migrate_engine=engine,
-        migrate_method=method, migrate_allow_post_copy=True))
+        migrate_method=method, migrate_allow_post_copy=True, **options))
     return json.loads(base64.b64decode(re.search(r"FERRY-RECORD ([A-Za-z0-9+/=]+)", proc.stdout).group(1)))
 
 
@@ -155,14 +155,14 @@ def polls(node):
     return [(float(t), int(c)) for t, c in rows if c.isdigit()]
 
 
-def criu_run(size, method):
+def criu_run(size, method, **options):
     reset()
     memory_tree("node1", "mem", PORT, size)
     for node in ("node1", "node2"):
         ssh(node, "cat > /tmp/poller.py <<'EOF'\n%sEOF\nsetsid python3 /tmp/poller.py %d 900 /tmp/poll.log "
                   "</dev/null >/dev/null 2>&1 &" % (POLLER, PORT))
     time.sleep(1)
-    record = migrate("mem", "criu", method)
+    record = migrate("mem", "criu", method, **options)
     time.sleep(1)
     ssh("node1", "pkill -f poller.py", check=False)
     ssh("node2", "pkill -f poller.py", check=False)
@@ -278,6 +278,8 @@ def main():
         for method in ("stop_and_copy", "stream", "post_copy"):
             rows.append(table_row("criu " + method, size, criu_run(size, method)))
             print(rows[-1], flush=True)
+        rows.append(table_row("criu stream over the SSH link", size, criu_run(size, "stream", migrate_stream_transport="ssh")))
+        print(rows[-1], flush=True)
         for method, record in redis_tree_runs(size).items():
             rows.append(table_row("redis (criu) " + method, size, record))
             print(rows[-1], flush=True)
@@ -321,7 +323,9 @@ def write(rows, link, seconds):
         "  copied beside the pages, `criu restore` there; the state is checked after it like Ferry's.\n"
         "- *criu*: a process tree holding N MiB of random bytes and a counter; a client polls the counter on\n"
         "  both hosts every 5 ms (client gap: last answer on the source to first on the target). Every run\n"
-        "  checks the bytes' SHA-256 is unchanged and the count went on.\n"
+        "  checks the bytes' SHA-256 is unchanged and the count went on. *stream* goes CRIU to CRIU over\n"
+        "  CRIU's TLS page server with one-time credentials (Ferry's default where both CRIUs have TLS);\n"
+        "  *stream over the SSH link* is `migrate_stream_transport: ssh`, the resumable relays through OpenSSH.\n"
         "- *redis (criu)*: Redis itself as a criu-engine tree, with the dataset below, moved by each method in\n"
         "  turn (node1 -> node2 -> node1 -> node2); after every move its `DEBUG DIGEST` must be unchanged.\n"
         "- *podman*: Redis holding about N MiB (N × 1024 keys of 1 KiB of random bytes); Ferry's only\n"

@@ -42,6 +42,16 @@ options:
     description: The transfer route; the page link of V(stream) and V(post_copy) needs V(direct).
     type: str
     default: direct
+  stream_transport:
+    description:
+      - How a V(stream)'s pages travel. V(tls) is CRIU's own TLS page server, CRIU to CRIU with a
+        one-time certificate, at the speed of GnuTLS; V(ssh) is the page link through OpenSSH, which
+        rides out a broken connection but carries every byte through a relay on each host.
+      - V(auto) takes V(tls) when both hosts' CRIU was built with TLS (C(features.page_server_tls)),
+        V(ssh) otherwise. V(tls) fails when either lacks it. Post-copy always uses V(ssh).
+    type: str
+    choices: [auto, tls, ssh]
+    default: auto
 author: Ferry developers (@ferry-migrate)
 """
 
@@ -53,7 +63,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: C(method), C(reason) (V(asked for) or V(best possible)) and C(rejected) (method to reason).
+  description: >-
+    C(method), C(reason) (V(asked for) or V(best possible)), C(rejected) (method to reason) and
+    C(transport) (V(tls) or V(ssh) for the page link of V(stream) and V(post_copy), null for V(stop_and_copy)).
   type: dict
 """
 
@@ -62,9 +74,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
 
 
-def migration_method(requested, engine, source, target, allow_post_copy=False, route="direct"):
+def migration_method(requested, engine, source, target, allow_post_copy=False, route="direct", stream_transport="auto"):
     try:
-        return _methods.choose(requested, engine, source or {}, target or {}, bool(allow_post_copy), route)
+        return _methods.choose(requested, engine, source or {}, target or {}, bool(allow_post_copy), route, stream_transport)
     except _methods.MethodError as exc:
         raise AnsibleFilterError("ferry.migrate.migration_method: %s" % exc)
 

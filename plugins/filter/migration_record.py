@@ -39,7 +39,9 @@ _value:
     - C(id), C(container), C(engine), C(source), C(target), C(outcome), C(error), C(started_at),
       C(ended_at), C(method), C(method_reason), C(methods_rejected), C(route), C(frozen),
       C(failed_phase), C(found), C(recovered), C(downtime_seconds), C(total_seconds), C(bytes),
-      C(page_link_bytes), C(page_link_reconnects), C(split_window_seconds), C(throughput_mib_s),
+      C(page_link_bytes), C(page_link_reconnects), C(page_transport) (V(tls) when a stream's pages went
+      CRIU to CRIU over TLS, V(ssh) over the page link, null without pages on a link),
+      C(split_window_seconds), C(throughput_mib_s),
       C(data_path), C(image_carried), C(criu_stats), C(phases) (name and seconds of each).
   type: dict
 """

@@ -252,11 +252,15 @@ class Criu:
             raise pycriu.CRIUExceptionExternal(req.type, resp.type, resp.cr_errno)
         return resp.dump
 
-    def page_server_argv(self, images_dir: str, port: int, pidfile: str) -> list[str]:
-        """A page server on 127.0.0.1:``port`` writing into ``images_dir``. It serves one connection
-        (Ferry's relay) and exits when that ends. (CRIU's RPC page server cannot open its images once
-        the requesting process is gone, so it runs as a command.)"""
-        return [self.binary, "page-server", "--images-dir", images_dir, "--address", "127.0.0.1", "--port", str(port),
+    def page_server_argv(self, images_dir: str, port: int, pidfile: str, tls: dict[str, str] | None = None) -> list[str]:
+        """A page server writing into ``images_dir``: on 127.0.0.1:``port`` for Ferry's relay, or, with
+        ``tls`` (the files of tls_files), on every address for the source's CRIU itself, which must then
+        prove it holds the migration's one-time certificate. It serves one connection and exits when
+        that ends. (CRIU's RPC page server cannot open its images once the requesting process is gone,
+        so it runs as a command.)"""
+        where = ["--tls", "--tls-cacert", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else \
+            ["--address", "127.0.0.1"]
+        return [self.binary, "page-server", "--images-dir", images_dir, "--port", str(port), *where,
                 "--log-file", "page-server.log", "-v4", "--daemon", "--pidfile", pidfile]
 
     def lazy_pages_argv(self, images_dir: str, port: int, pidfile: str) -> list[str]:

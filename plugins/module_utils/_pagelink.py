@@ -8,11 +8,19 @@ target, which writes them to ``<images_dir>/.pages-<id>``; restore moves them in
 Post-copy (``post_copy``): the source's CRIU keeps the frozen tree's pages and serves them; the
 target's lazy-pages daemon fetches them while the restored tree already runs.
 
-In both, the target end is a small daemon the module ``page_link`` leaves running. It listens on a unix
-socket in the private images directory (``_wire.link_socket``), which only the forced command of the
-checkpoint's one-time SSH key joins; the source's end dials that key through OpenSSH
-(``_transport.LinkDialer``). It records its state in ``<images_dir>/.link-<id>.json`` for ``restore``
-and for ``page_link state=absent``.
+Over ``ssh``, the target end is a small daemon the module ``page_link`` leaves running. It listens on
+a unix socket in the private images directory (``_wire.link_socket``), which only the forced command
+of the checkpoint's one-time SSH key joins; the source's end dials that key through OpenSSH
+(``_transport.LinkDialer``).
+
+Over ``tls`` (a stream only), the two CRIUs talk to each other directly with CRIU's own TLS (GnuTLS),
+both holding the migration's one-time certificate (lookup ``page_server_tls``), so no byte passes
+through Python. Nothing resends after a break there: a broken stream fails the dump and the source's
+tree runs on. A small daemon still watches the page server, to end it when ``expires_in`` passes and
+to count what it wrote.
+
+Either way the daemon records its state in ``<images_dir>/.link-<id>.json`` for ``restore`` and for
+``page_link state=absent``.
 """
 
 from __future__ import annotations
@@ -31,10 +39,38 @@ from ansible_collections.ferry.migrate.plugins.module_utils._files import write_
 from ansible_collections.ferry.migrate.plugins.module_utils._relay import Relay, RelayError
 
 METHODS = ("stream", "post_copy")
+# A stream's one-time TLS credentials (lookup page_server_tls), as both ends' modules take them.
+TLS_SPEC = dict(
+    ca=dict(type="str", required=True),
+    cert=dict(type="str", required=True),
+    key=dict(type="str", required=True, no_log=True),
+)
 
 
 def pages_dir(images_dir: str, checkpoint_id: str) -> str:
     return os.path.join(images_dir, ".pages-" + _bundle.check_id(checkpoint_id))
+
+
+def tls_dir(images_dir: str, checkpoint_id: str) -> str:
+    return os.path.join(images_dir, ".tls-" + _bundle.check_id(checkpoint_id))
+
+
+def tls_files(directory: str, credentials: dict[str, str]) -> dict[str, str]:
+    """The one-time TLS credentials written into a new private directory, as CRIU's --tls-* files."""
+    _bundle.make_private_dir(directory)
+    paths = {}
+    for name in ("ca", "cert", "key"):
+        paths[name] = os.path.join(directory, name + ".pem")
+        fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(credentials[name])
+    return paths
+
+
+def page_bytes(directory: str) -> int:
+    """What a page server wrote: the size of its page images."""
+    return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory)
+               if name.startswith("pages-") and name.endswith(".img"))
 
 
 def state_path(images_dir: str, checkpoint_id: str) -> str:
@@ -85,9 +121,12 @@ def _accept_one(listener: socket.socket, timeout: float) -> t.Callable[[], socke
 
 
 def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: str, method: str, give_up: float,
-                 expires_in: float, pidfile: str | None) -> dict[str, t.Any]:
-    """Open the target end and leave it running in a daemon; returns {local_port, pid}."""
+                 expires_in: float, pidfile: str | None, tls: dict[str, t.Any] | None = None) -> dict[str, t.Any]:
+    """Open the target end and leave it running in a daemon; returns {local_port, pid}, or with ``tls``
+    (a stream's one-time credentials) {port, pid}: the page server's port for the source's CRIU."""
     _bundle.make_private_dir(images_dir)
+    if tls:
+        return _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls)
     path = _wire.link_socket(images_dir, checkpoint_id)
     if os.path.lexists(path):
         os.unlink(path)
@@ -125,6 +164,44 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
         return {"local_port": local_port, "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
     _daemon(ready_r, ready_w, _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_in, pidfile,
                                             local, server_pid, local_port),
+            lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
+    return {}  # not reached
+
+
+def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
+    directory = pages_dir(images_dir, checkpoint_id)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, mode=0o700)
+    port = tls.get("port") or free_port("")
+    server_pidfile = os.path.join(directory, "page-server.pid")
+    rc, _out, err = run(criu.page_server_argv(directory, port, server_pidfile,
+                                              tls=tls_files(tls_dir(images_dir, checkpoint_id), tls)))
+    if rc != 0:
+        raise RelayError("criu page-server did not start on port %d: %s" % (port, err.strip()))
+    with open(server_pidfile, encoding="ascii") as handle:
+        server_pid = int(handle.read().strip())
+    ready_r, ready_w = os.pipe()
+    if os.fork():
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read()
+        return {"port": port, "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
+
+    def watch(ready: int) -> None:
+        state = {"state": "running", "method": "stream", "transport": "tls", "pid": os.getpid(), "port": port,
+                 "page_server_pid": server_pid, "started_at": time.time()}
+        _write_state(images_dir, checkpoint_id, state)
+        os.close(ready)
+        deadline = time.monotonic() + expires_in
+        while alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        expired = alive(server_pid)
+        if expired:
+            os.kill(server_pid, signal.SIGKILL)
+        shutil.rmtree(tls_dir(images_dir, checkpoint_id), ignore_errors=True)  # the key is of no more use
+        _write_state(images_dir, checkpoint_id, dict(state, state="failed" if expired else "done", ended_at=time.time(),
+                                                     error="expired" if expired else None, bytes_in=page_bytes(directory)))
+    _daemon(ready_r, ready_w, watch,
             lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
     return {}  # not reached
 
@@ -168,11 +245,13 @@ def _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_
 def stop_target(images_dir: str, checkpoint_id: str) -> bool:
     """Stop the target end if it runs and remove what it left; True when something was there."""
     state = read_state(images_dir, checkpoint_id)
-    found = state is not None or os.path.lexists(pages_dir(images_dir, checkpoint_id))
+    found = state is not None or os.path.lexists(pages_dir(images_dir, checkpoint_id)) or \
+        os.path.lexists(tls_dir(images_dir, checkpoint_id))
     for pid in ((state or {}).get("pid"), (state or {}).get("page_server_pid")):
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
-    shutil.rmtree(pages_dir(images_dir, checkpoint_id), ignore_errors=True)
+    for directory in (pages_dir(images_dir, checkpoint_id), tls_dir(images_dir, checkpoint_id)):
+        shutil.rmtree(directory, ignore_errors=True)
     for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp",
                  _wire.link_socket(images_dir, checkpoint_id)):
         if os.path.lexists(path):
@@ -215,8 +294,8 @@ def source_stream(link: dict[str, t.Any]) -> tuple[Relay, int]:
     return relay.start(), listener.getsockname()[1]
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as sock:
+def free_port(address: str = "127.0.0.1") -> int:
+    with socket.create_server((address, 0)) as sock:
         return sock.getsockname()[1]
 
 
@@ -243,11 +322,13 @@ def run(module: t.Any) -> None:
 
     if params["give_up"] <= 0:
         module.fail_json(msg="give_up: must be a positive number of seconds")
+    if params["tls"] and params["method"] != "stream":
+        module.fail_json(msg="tls: only a stream goes over CRIU's TLS page server; post-copy needs the resumable SSH link")
     if params["method"] == "post_copy" and not params["pidfile"]:
         module.fail_json(msg="pidfile: required with method post_copy (the tree to stop if its pages cannot arrive)")
     state = read_state(params["images_dir"], params["checkpoint_id"])
     if state and state.get("state") == "running" and alive(state.get("pid")):
-        module.exit_json(changed=False, local_port=state.get("local_port"), pid=state["pid"])
+        module.exit_json(changed=False, local_port=state.get("local_port"), port=state.get("port"), pid=state["pid"])
     if module.check_mode:
         module.exit_json(changed=True)
     stop_target(params["images_dir"], params["checkpoint_id"])  # a finished or dead one's leftovers
@@ -255,7 +336,7 @@ def run(module: t.Any) -> None:
     try:
         opened = start_target(
             criu, module.run_command, params["images_dir"], params["checkpoint_id"], params["method"], params["give_up"],
-            params["expires_in"], params["pidfile"])
+            params["expires_in"], params["pidfile"], params["tls"])
     except (OSError, RelayError, _criu.CriuError) as exc:
         module.fail_json(msg="could not open the page link: %s" % exc, detail=getattr(exc, "log", ""))
     module.exit_json(changed=True, **opened)

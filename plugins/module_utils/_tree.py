@@ -106,6 +106,18 @@ def pid_file_name(name: str) -> str:
     return "%s-%s.pid" % (name[:111], hashlib.sha256(name.encode("ascii")).hexdigest()[:16])
 
 
+def _tls_why(link, log):
+    """What went wrong between the two CRIUs of a TLS stream, from the dump's log."""
+    where = "%s:%s" % (link["target"], link["tls"]["port"])
+    if "Can't connect to server" in (log or ""):
+        return (" (the source could not reach the target's TLS page server at %s: a firewall between them? "
+                "Open a fixed migrate_stream_port, or set migrate_stream_transport to ssh, which needs only the SSH port)"
+                % where)
+    if "tls:" in (log or ""):
+        return " (the TLS handshake with the target's page server at %s failed)" % where
+    return ""
+
+
 class TreeEngine(Engine):
     name = "criu"
     # A tree runs on the host itself, found through its pidfile; CRIU's page server and lazy pages move its memory.
@@ -146,8 +158,14 @@ class TreeEngine(Engine):
             raise EngineError("no running process tree %s (pidfile %s)" % (container, self._pidfile(container)))
         method = options.get("method") or "stop_and_copy"
         link = options.get("page_link") or {}
-        extra, relay, fields = {}, None, {"container": info}
-        if method == "stream":
+        extra, relay, fields, tls_dir = {}, None, {"container": info}, None
+        if method == "stream" and link.get("tls"):
+            # CRIU itself, over its TLS, to the target's page server: no relay, no SSH, no Python
+            tls_dir = _pagelink.tls_dir(os.path.dirname(bundle_dir), link["checkpoint_id"])
+            files = _pagelink.tls_files(tls_dir, link["tls"])
+            extra = {"ps": {"address": link["target"], "port": link["tls"]["port"]}, "tls": True,
+                     "tls_cacert": files["ca"], "tls_cert": files["cert"], "tls_key": files["key"]}
+        elif method == "stream":
             relay, port = _pagelink.source_stream(link)
             extra = {"ps": {"address": "127.0.0.1", "port": port}}
         elif method == "post_copy":
@@ -179,7 +197,7 @@ class TreeEngine(Engine):
                     self.resume(bundle_dir, {"container": info}, options)  # it must not stay down for that
                     raise EngineError("%s; %s runs again here" % (exc, container)) from exc
         except CriuError as exc:
-            why = (" (the page link: %s)" % relay.error) if relay and relay.error else ""
+            why = (" (the page link: %s)" % relay.error) if relay and relay.error else _tls_why(link, exc.log) if tls_dir else ""
             # CRIU resumed the tree here: its addresses and connections too
             self._moving(info, here=True).unlock(info["addresses"])
             raise EngineError(str(exc) + why, exc.log) from exc
@@ -188,9 +206,14 @@ class TreeEngine(Engine):
                 relay.close()
             if extra.get("config_file"):
                 os.unlink(extra["config_file"])
+            if tls_dir:
+                shutil.rmtree(tls_dir, ignore_errors=True)
         fields["stats"] = criu_stats(bundle_dir, "stats-dump")
         if relay:
-            fields["page_link"] = dict(relay.figures(), method=method)
+            fields["page_link"] = dict(relay.figures(), method=method, transport="ssh")
+        elif tls_dir:  # what the target's page server must have written, checked there before the restore
+            fields["page_link"] = {"method": method, "transport": "tls", "reconnects": 0, "error": None,
+                                   "bytes_out": fields["stats"].get("pages_written", 0) * os.sysconf("SC_PAGE_SIZE")}
         return fields
 
     def restore(self, bundle_dir, manifest, options):

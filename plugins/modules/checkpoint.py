@@ -118,6 +118,32 @@ options:
         description: Seconds the link may stay down before this end gives up.
         type: float
         default: 30
+      tls:
+        description:
+          - With O(method=stream), send the pages with CRIU's own TLS straight to the page server that
+            M(ferry.migrate.page_link) opened with the same one-time credentials (lookup
+            P(ferry.migrate.page_server_tls#lookup)), at O(page_link.target), instead of through the SSH
+            link. No byte passes through Python; a break fails the dump and the tree runs on here.
+          - CRIU checks that the target's certificate names O(page_link.target). The credentials are
+            written to a private directory here for the dump only. Never logged.
+        type: dict
+        suboptions:
+          ca:
+            description: The one-time authority's certificate, PEM.
+            type: str
+            required: true
+          cert:
+            description: The certificate, PEM.
+            type: str
+            required: true
+          key:
+            description: The certificate's private key, PEM.
+            type: str
+            required: true
+          port:
+            description: The TCP port of the target's page server (M(ferry.migrate.page_link)'s RV(ferry.migrate.page_link#module:port)).
+            type: int
+            required: true
   send:
     description:
       - Where to send the bundle the moment it is written, as M(ferry.migrate.transfer) would (a key
@@ -240,7 +266,7 @@ detail:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _checkpoint, _engines, _transport
+from ansible_collections.ferry.migrate.plugins.module_utils import _checkpoint, _engines, _pagelink, _transport
 
 
 def main():
@@ -258,7 +284,9 @@ def main():
             pidfile=dict(type="path"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
             method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy"], default="stop_and_copy"),
-            page_link=dict(type="dict", options=dict(_transport.PEER_SPEC, give_up=dict(type="float", default=30))),
+            page_link=dict(type="dict", options=dict(
+                _transport.PEER_SPEC, give_up=dict(type="float", default=30),
+                tls=dict(type="dict", no_log=False, options=dict(_pagelink.TLS_SPEC, port=dict(type="int", required=True))))),
             send=dict(type="dict", options=dict(_transport.PEER_SPEC, timeout=dict(type="int", default=60))),
         ),
         required_one_of=[("container", "checkpoint_id")],

@@ -18,6 +18,11 @@ description:
     resend what a broken session lost, so CRIU on either host never talks across the network itself.
   - V(stream) also starts a CRIU page server on this host's loopback, into a private directory that
     M(ferry.migrate.restore) moves into the bundle once the link reports every byte delivered.
+  - V(stream) with O(tls) has no SSH link and no relay. CRIU's page server listens with C(--tls) on
+    every address of this host, at RV(port), and the source's CRIU dials it itself. Only a peer holding
+    the migration's one-time certificate (lookup P(ferry.migrate.page_server_tls#lookup)) gets through.
+    The bytes never pass through Python, but a break is not ridden out; the dump fails and the source's
+    container runs on. The source must reach this host on that TCP port.
   - V(post_copy) waits for the lazy-pages daemon that M(ferry.migrate.restore) starts. If the link stays
     down for O(give_up) seconds, or the lazy-pages daemon stops before every page has arrived, it kills
     the restored process tree named by O(pidfile), which must not run on with missing memory; the
@@ -50,6 +55,29 @@ options:
   pidfile:
     description: With V(post_copy), the pidfile of the process tree restored here, killed if its pages cannot all arrive.
     type: path
+  tls:
+    description:
+      - With V(stream), the one-time TLS credentials of lookup P(ferry.migrate.page_server_tls#lookup), for a
+        stream through CRIU's own TLS page server instead of the SSH link. They are written to a private
+        directory and removed as soon as the page server ends. Never logged.
+    type: dict
+    suboptions:
+      ca:
+        description: The one-time authority's certificate, PEM.
+        type: str
+        required: true
+      cert:
+        description: The certificate, PEM.
+        type: str
+        required: true
+      key:
+        description: The certificate's private key, PEM.
+        type: str
+        required: true
+      port:
+        description: The TCP port to listen on; V(0) takes a free one.
+        type: int
+        default: 0
 extends_documentation_fragment:
   - ferry.migrate.common.images
   - ferry.migrate.common.criu
@@ -74,6 +102,15 @@ EXAMPLES = r"""
   delegate_to: node2
   register: link
 
+- name: Open a stream's page server with CRIU's own TLS
+  ferry.migrate.page_link:
+    checkpoint_id: mem-1
+    method: stream
+    tls: "{{ lookup('ferry.migrate.page_server_tls', '192.0.2.12') }}"
+  delegate_to: node2
+  register: stream_link
+  no_log: true
+
 - name: Close it
   ferry.migrate.page_link:
     checkpoint_id: ticker-1
@@ -84,6 +121,10 @@ RETURN = r"""
 local_port:
   description: With V(post_copy), the loopback port the lazy-pages daemon fetches pages from.
   returned: state=present, method=post_copy and not in check mode
+  type: int
+port:
+  description: With O(tls), the TCP port CRIU's page server listens on, for the source's CRIU.
+  returned: state=present, O(tls) and not in check mode
   type: int
 pid:
   description: The daemon's process id.
@@ -107,6 +148,7 @@ def main():
             give_up=dict(type="float", default=30),
             expires_in=dict(type="int", default=3600),
             pidfile=dict(type="path"),
+            tls=dict(type="dict", no_log=False, options=dict(_pagelink.TLS_SPEC, port=dict(type="int", default=0))),
         ),
         supports_check_mode=True,
     )

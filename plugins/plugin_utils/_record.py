@@ -69,6 +69,7 @@ def record(facts: dict[str, t.Any]) -> dict[str, t.Any]:
         "bytes": int(checkpoint.get("bytes") or 0) + link_bytes if migrated else 0,
         "page_link_bytes": link_bytes,
         "page_link_reconnects": int(link.get("reconnects") or 0),
+        "page_transport": link.get("transport"),
         "split_window_seconds": _seconds(checkpoint.get("pages_done_at"), restore.get("running_at")) if migrated and post_copy else None,
         "throughput_mib_s": round(int(checkpoint.get("bytes") or 0) / 1048576.0 / float(seconds), 1) if migrated and seconds else None,
         "data_path": moved.get("data_path"),

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from lab import ADDRESS, NET, count, images_dir, memory_state, memory_tree, migrate, ssh, ssh_argv, start_counter
+from lab import ADDRESS, NET, PORT, count, images_dir, memory_state, memory_tree, migrate, ssh, ssh_argv, start_counter
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,14 @@ def downtime(stdout):
     return float(re.search(r"downtime\s+([0-9.]+)\s+s", stdout).group(1))
 
 
-def test_stream_sends_the_pages_straight_to_the_target(clean):
+@pytest.mark.parametrize("transport", ["tls", "ssh"])
+def test_stream_sends_the_pages_straight_to_the_target(clean, transport):
+    """By CRIU's own TLS page server (the default where both CRIUs have TLS) and by the SSH page link."""
     memory_tree("node1", "mem", 7301, 64)
     before = memory_state("node1", 7301)
-    out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="stream")
-    assert "by stream (asked for)" in said(out)
+    out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="stream",
+                  **({"migrate_stream_transport": "ssh"} if transport == "ssh" else {}))
+    assert "by stream (asked for)" in said(out) and "pages over %s" % transport in said(out)
     after = memory_state("node2", 7301)
     assert after[1] == before[1], "a page changed on the way"
     assert after[0] > before[0], "the count was reset"
@@ -66,6 +69,31 @@ def test_post_copy_runs_on_the_target_before_its_memory_arrives(clean):
     assert after == (after[0], before[1]) and after[0] > before[0]
     assert tree_on("node1") == "" and tree_on("node2") == "mem.pid"
     assert images_dir("node1") == "" and images_dir("node2") == ""
+
+
+def test_a_tls_stream_the_firewall_stops_rolls_back_and_goes_through_on_the_port_it_opens(clean):
+    """The target's firewall lets in SSH and one more port only. A stream to a free port: the source's
+    CRIU cannot reach it, the dump fails before anything is lost, and the tree runs on at the source with
+    its memory. The same stream with migrate_stream_port set to the open port goes through."""
+    memory_tree("node1", "mem", 7306, 16)
+    before = memory_state("node1", 7306)
+    rule = "INPUT -s %s -p tcp -m multiport ! --dports %d,7390 --syn -j REJECT --reject-with tcp-reset" % (ADDRESS["node1"], PORT["node2"])
+    ssh("node2", "iptables -w -I " + rule)
+    try:
+        out = migrate("mem", "node1", "node2", check=False, migrate_engine="criu", migrate_method="stream")
+        assert out.returncode != 0
+        assert "failed in phase checkpoint" in said(out) and "Rolled back: mem runs again on node1" in said(out), said(out)[-3000:]
+        assert "could not reach the target's TLS page server at %s:" % ADDRESS["node2"] in said(out)
+        after = memory_state("node1", 7306)
+        assert after[1] == before[1] and after[0] >= before[0]
+        assert tree_on("node2") == "" and tree_on("node1") == "mem.pid"
+        assert images_dir("node1") == "" and images_dir("node2") == ""
+        out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="stream", migrate_stream_port=7390)
+    finally:
+        ssh("node2", "iptables -w -D " + rule)
+    assert "pages over tls" in said(out)
+    assert memory_state("node2", 7306)[1] == before[1]
+    assert tree_on("node1") == "" and images_dir("node2") == ""
 
 
 def cut_page_link_once_restored(seconds, how="DROP"):

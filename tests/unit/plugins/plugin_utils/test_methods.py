@@ -59,3 +59,26 @@ def test_the_filter_names_itself_and_the_bad_value():
     with pytest.raises(AnsibleFilterError, match="ferry.migrate.migration_method: method must be one of .*'fast'"):
         migration_method("fast", "criu", THIS, THIS)
     assert migration_method("auto", "criu", THIS, THIS, allow_post_copy=True)["method"] == "post_copy"
+
+
+TLS = dict(THIS, features=dict(THIS["features"], page_server_tls=True))
+
+
+def test_a_stream_goes_over_criu_tls_when_both_have_it_and_the_policy_lets_it():
+    assert _methods.choose("auto", "criu", TLS, TLS)["transport"] == "tls"
+    assert _methods.choose("stream", "criu", TLS, TLS, stream_transport="ssh")["transport"] == "ssh"
+    assert _methods.choose("auto", "criu", TLS, THIS)["transport"] == "ssh"  # the target lacks it: the SSH link
+    with pytest.raises(_methods.MethodError, match="stream_transport tls is not possible: the target's CRIU was built without TLS"):
+        _methods.choose("stream", "criu", TLS, THIS, stream_transport="tls")
+    with pytest.raises(_methods.MethodError, match="source and the target's CRIU"):
+        _methods.choose("stream", "criu", THIS, THIS, stream_transport="tls")
+
+
+def test_post_copy_keeps_the_ssh_link_and_stop_and_copy_has_none():
+    assert _methods.choose("post_copy", "criu", TLS, TLS, stream_transport="tls")["transport"] == "ssh"
+    assert _methods.choose("auto", "podman", TLS, TLS)["transport"] is None
+
+
+def test_a_bad_stream_transport_is_named():
+    with pytest.raises(AnsibleFilterError, match="stream_transport must be one of auto, tls, ssh, not 'quic'"):
+        migration_method("auto", "criu", TLS, TLS, stream_transport="quic")
