@@ -59,6 +59,11 @@ def partial_path(images_dir: str, checkpoint_id: str) -> str:
     return os.path.join(images_dir, ".partial-" + check_id(checkpoint_id))
 
 
+def credentials_path(images_dir: str, checkpoint_id: str) -> str:
+    """Where a TLS stream's one-time credentials live on either host while it runs."""
+    return os.path.join(images_dir, ".tls-" + check_id(checkpoint_id))
+
+
 def make_private_dir(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
@@ -194,8 +199,9 @@ def remove_tree(path: str) -> bool:
 
 
 def remove(images_dir: str, checkpoint_id: str) -> bool:
-    removed = remove_tree(partial_path(images_dir, checkpoint_id))
-    return remove_tree(final_path(images_dir, checkpoint_id)) or removed
+    """The bundle, a partial one, and the one-time TLS credentials of its stream if a dump left them."""
+    removed = [remove_tree(path(images_dir, checkpoint_id)) for path in (partial_path, credentials_path, final_path)]
+    return any(removed)
 
 
 def _image_name(member_name: str) -> str | None:

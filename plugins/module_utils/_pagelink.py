@@ -51,10 +51,6 @@ def pages_dir(images_dir: str, checkpoint_id: str) -> str:
     return os.path.join(images_dir, ".pages-" + _bundle.check_id(checkpoint_id))
 
 
-def tls_dir(images_dir: str, checkpoint_id: str) -> str:
-    return os.path.join(images_dir, ".tls-" + _bundle.check_id(checkpoint_id))
-
-
 def tls_files(directory: str, credentials: dict[str, str]) -> dict[str, str]:
     """The one-time TLS credentials written into a new private directory, as CRIU's --tls-* files."""
     _bundle.make_private_dir(directory)
@@ -175,7 +171,7 @@ def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
     port = tls.get("port") or free_port("")
     server_pidfile = os.path.join(directory, "page-server.pid")
     rc, _out, err = run(criu.page_server_argv(directory, port, server_pidfile,
-                                              tls=tls_files(tls_dir(images_dir, checkpoint_id), tls)))
+                                              tls=tls_files(_bundle.credentials_path(images_dir, checkpoint_id), tls)))
     if rc != 0:
         raise RelayError("criu page-server did not start on port %d: %s" % (port, err.strip()))
     with open(server_pidfile, encoding="ascii") as handle:
@@ -198,7 +194,7 @@ def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
         expired = alive(server_pid)
         if expired:
             os.kill(server_pid, signal.SIGKILL)
-        shutil.rmtree(tls_dir(images_dir, checkpoint_id), ignore_errors=True)  # the key is of no more use
+        shutil.rmtree(_bundle.credentials_path(images_dir, checkpoint_id), ignore_errors=True)  # the key is of no more use
         _write_state(images_dir, checkpoint_id, dict(state, state="failed" if expired else "done", ended_at=time.time(),
                                                      error="expired" if expired else None, bytes_in=page_bytes(directory)))
     _daemon(ready_r, ready_w, watch,
@@ -246,11 +242,11 @@ def stop_target(images_dir: str, checkpoint_id: str) -> bool:
     """Stop the target end if it runs and remove what it left; True when something was there."""
     state = read_state(images_dir, checkpoint_id)
     found = state is not None or os.path.lexists(pages_dir(images_dir, checkpoint_id)) or \
-        os.path.lexists(tls_dir(images_dir, checkpoint_id))
+        os.path.lexists(_bundle.credentials_path(images_dir, checkpoint_id))
     for pid in ((state or {}).get("pid"), (state or {}).get("page_server_pid")):
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
-    for directory in (pages_dir(images_dir, checkpoint_id), tls_dir(images_dir, checkpoint_id)):
+    for directory in (pages_dir(images_dir, checkpoint_id), _bundle.credentials_path(images_dir, checkpoint_id)):
         shutil.rmtree(directory, ignore_errors=True)
     for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp",
                  _wire.link_socket(images_dir, checkpoint_id)):

@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _address, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _pagelink
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import CONTAINER_NAME, Engine, EngineError, criu_stats, tree_cpu, tree_pids, tree_rss
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_atomic
@@ -161,7 +161,7 @@ class TreeEngine(Engine):
         extra, relay, fields, tls_dir = {}, None, {"container": info}, None
         if method == "stream" and link.get("tls"):
             # CRIU itself, over its TLS, to the target's page server: no relay, no SSH, no Python
-            tls_dir = _pagelink.tls_dir(os.path.dirname(bundle_dir), link["checkpoint_id"])
+            tls_dir = _bundle.credentials_path(os.path.dirname(bundle_dir), link["checkpoint_id"])
             files = _pagelink.tls_files(tls_dir, link["tls"])
             extra = {"ps": {"address": link["target"], "port": link["tls"]["port"]}, "tls": True,
                      "tls_cacert": files["ca"], "tls_cert": files["cert"], "tls_key": files["key"]}
