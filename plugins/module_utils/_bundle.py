@@ -198,9 +198,14 @@ def remove_tree(path: str) -> bool:
     return True
 
 
+def leftovers(images_dir: str, checkpoint_id: str) -> list[str]:
+    """What a checkpoint left here: the bundle, a partial one, a TLS stream's one-time credentials."""
+    return [path for path in (where(images_dir, checkpoint_id) for where in (partial_path, credentials_path, final_path))
+            if os.path.lexists(path)]
+
+
 def remove(images_dir: str, checkpoint_id: str) -> bool:
-    """The bundle, a partial one, and the one-time TLS credentials of its stream if a dump left them."""
-    removed = [remove_tree(path(images_dir, checkpoint_id)) for path in (partial_path, credentials_path, final_path)]
+    removed = [remove_tree(path) for path in leftovers(images_dir, checkpoint_id)]
     return any(removed)
 
 

@@ -37,8 +37,7 @@ class Failed(Exception):
 
 def remove(images_dir: str, checkpoint_id: str, check_mode: bool) -> dict[str, t.Any]:
     path = _bundle.final_path(images_dir, checkpoint_id)
-    present = any(os.path.lexists(where(images_dir, checkpoint_id))
-                  for where in (_bundle.final_path, _bundle.partial_path, _bundle.credentials_path))
+    present = bool(_bundle.leftovers(images_dir, checkpoint_id))
     if present and not check_mode:
         _bundle.remove(images_dir, checkpoint_id)
     return {"changed": present, "path": path}

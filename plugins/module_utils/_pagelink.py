@@ -131,16 +131,8 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
     listener.listen(4)
     local_port = None
     if method == "stream":
-        directory = pages_dir(images_dir, checkpoint_id)
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory, mode=0o700)
         server_port = free_port()
-        server_pidfile = os.path.join(directory, "page-server.pid")
-        rc, _out, err = run(criu.page_server_argv(directory, server_port, server_pidfile))
-        if rc != 0:
-            raise RelayError("criu page-server did not start: %s" % err.strip())
-        with open(server_pidfile, encoding="ascii") as handle:
-            server_pid = int(handle.read().strip())
+        server_pid = _start_page_server(criu, run, images_dir, checkpoint_id, server_port)
         local: t.Any = socket.create_connection(("127.0.0.1", server_port), timeout=10)  # its only client
         local.settimeout(None)  # writing pages to disk may keep it from reading for long: that is no failure
     else:
@@ -148,40 +140,37 @@ def start_target(criu: t.Any, run: t.Callable, images_dir: str, checkpoint_id: s
         local_listener = socket.create_server(("127.0.0.1", 0))
         local_port = local_listener.getsockname()[1]
         local = _accept_one(local_listener, expires_in)
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(ready_w)
-        with os.fdopen(ready_r, "rb") as ready:
-            ready.read()  # the daemon closes it once its state is written
-        listener.close()
-        if not callable(local):
-            local.close()
-        return {"local_port": local_port, "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
-    _daemon(ready_r, ready_w, _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_in, pidfile,
-                                            local, server_pid, local_port),
-            lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
-    return {}  # not reached
+    pid = _spawn(images_dir, checkpoint_id, _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_in,
+                                                          pidfile, local, server_pid, local_port))
+    listener.close()
+    if not callable(local):
+        local.close()
+    return {"local_port": local_port, "pid": pid}
 
 
-def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
+def _start_page_server(criu, run, images_dir, checkpoint_id, port, tls=None) -> int:
+    """CRIU's page server on ``port``, writing into a fresh pages directory; returns its pid."""
     directory = pages_dir(images_dir, checkpoint_id)
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, mode=0o700)
-    port = tls.get("port") or free_port("")
-    server_pidfile = os.path.join(directory, "page-server.pid")
-    rc, _out, err = run(criu.page_server_argv(directory, port, server_pidfile,
-                                              tls=tls_files(_bundle.credentials_path(images_dir, checkpoint_id), tls)))
+    pidfile = os.path.join(directory, "page-server.pid")
+    files = tls_files(_bundle.credentials_path(images_dir, checkpoint_id), tls) if tls else None
+    rc, _out, err = run(criu.page_server_argv(directory, port, pidfile, tls=files))
     if rc != 0:
         raise RelayError("criu page-server did not start on port %d: %s" % (port, err.strip()))
-    with open(server_pidfile, encoding="ascii") as handle:
-        server_pid = int(handle.read().strip())
-    ready_r, ready_w = os.pipe()
-    if os.fork():
-        os.close(ready_w)
-        with os.fdopen(ready_r, "rb") as ready:
-            ready.read()
-        return {"port": port, "pid": (read_state(images_dir, checkpoint_id) or {}).get("pid")}
+    with open(pidfile, encoding="ascii") as handle:
+        return int(handle.read().strip())
+
+
+def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
+    port = tls.get("port") or free_port("")
+    server_pid = _start_page_server(criu, run, images_dir, checkpoint_id, port, tls)
+    watch = _watch_tls_target(images_dir, checkpoint_id, port, server_pid, expires_in)
+    return {"port": port, "pid": _spawn(images_dir, checkpoint_id, watch)}
+
+
+def _watch_tls_target(images_dir, checkpoint_id, port, server_pid, expires_in):
+    directory = pages_dir(images_dir, checkpoint_id)
 
     def watch(ready: int) -> None:
         state = {"state": "running", "method": "stream", "transport": "tls", "pid": os.getpid(), "port": port,
@@ -197,9 +186,20 @@ def _start_tls_target(criu, run, images_dir, checkpoint_id, expires_in, tls):
         shutil.rmtree(_bundle.credentials_path(images_dir, checkpoint_id), ignore_errors=True)  # the key is of no more use
         _write_state(images_dir, checkpoint_id, dict(state, state="failed" if expired else "done", ended_at=time.time(),
                                                      error="expired" if expired else None, bytes_in=page_bytes(directory)))
-    _daemon(ready_r, ready_w, watch,
+    return watch
+
+
+def _spawn(images_dir: str, checkpoint_id: str, serve: t.Callable[[int], None]) -> int | None:
+    """Run ``serve(ready_fd)`` in a daemon; returns the daemon's pid once it has written its state."""
+    ready_r, ready_w = os.pipe()
+    if os.fork():
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            ready.read()  # the daemon closes it once its state is written
+        return (read_state(images_dir, checkpoint_id) or {}).get("pid")
+    _daemon(ready_r, ready_w, serve,
             lambda exc: _write_state(images_dir, checkpoint_id, {"state": "failed", "error": repr(exc), "pid": None}))
-    return {}  # not reached
+    return None  # not reached: the daemon exits
 
 
 def _daemon(ready_r: int, ready_w: int, serve: t.Callable[[int], None], crashed: t.Callable[[BaseException], None]) -> None:
@@ -241,12 +241,12 @@ def _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_
 def stop_target(images_dir: str, checkpoint_id: str) -> bool:
     """Stop the target end if it runs and remove what it left; True when something was there."""
     state = read_state(images_dir, checkpoint_id)
-    found = state is not None or os.path.lexists(pages_dir(images_dir, checkpoint_id)) or \
-        os.path.lexists(_bundle.credentials_path(images_dir, checkpoint_id))
+    directories = (pages_dir(images_dir, checkpoint_id), _bundle.credentials_path(images_dir, checkpoint_id))
+    found = state is not None or any(os.path.lexists(directory) for directory in directories)
     for pid in ((state or {}).get("pid"), (state or {}).get("page_server_pid")):
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
-    for directory in (pages_dir(images_dir, checkpoint_id), _bundle.credentials_path(images_dir, checkpoint_id)):
+    for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)
     for path in (state_path(images_dir, checkpoint_id), state_path(images_dir, checkpoint_id) + ".tmp",
                  _wire.link_socket(images_dir, checkpoint_id)):

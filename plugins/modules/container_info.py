@@ -100,11 +100,9 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _engines
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            engine=dict(type="str", choices=list(_engines.ENGINES), default="podman"),
             name=dict(type="str"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
-            criu_path=dict(type="path"),
-            images_dir=dict(type="path", default="/var/lib/ferry"),
+            **_engines.COMMON_ARGS,
         ),
         supports_check_mode=True,
     )
