@@ -5,8 +5,10 @@
 
 A bundle is written under ``.partial-<id>`` and renamed to ``<id>`` only once complete, so a bundle
 that exists under its final name is whole. ``manifest.json`` lists every other file with its size and
-SHA-256; nothing is restored from a bundle that does not verify against it. Bundles hold process
-memory, secrets included: directories are 0700 and files 0600.
+SHA-256; nothing is restored from a bundle that does not verify against it. A bundle hashed in this
+boot (as it was checkpointed, sent or received) holds a stamp that spares a second read of every
+file while none of them changed (_wire.stamp). Bundles hold process memory, secrets included:
+directories are 0700 and files 0600.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import typing as t
 from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
-MANIFEST = "manifest.json"
+MANIFEST = _wire.MANIFEST
 FORMAT = 1
 CHUNK = 1 << 20
 _PAGES = re.compile(r"^pages-\d+\.img\Z")
@@ -86,25 +88,42 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def describe_files(path: str) -> list[dict[str, t.Any]]:
+def describe_files(path: str, sha256: dict[str, str] | None = None, hashed: bool = True) -> list[dict[str, t.Any]]:
+    """Name, size and SHA-256 of each file: taken from ``sha256`` (by name) where given, computed where
+    not, or left out when not ``hashed``."""
     files = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
-        if name == MANIFEST:
+        if name in (MANIFEST, _wire.STAMP):
             continue
         if not os.path.isfile(full) or os.path.islink(full):
             raise BundleError("bundle %s holds %s, which is not a regular file" % (path, name))
         check_file_name(name)
         os.chmod(full, 0o600)
-        files.append({"name": name, "size": os.path.getsize(full), "sha256": sha256_file(full)})
+        entry = {"name": name, "size": os.path.getsize(full)}
+        if sha256 is not None:
+            if name not in sha256:
+                raise BundleError("bundle %s holds %s, which was not sent" % (path, name))
+            entry["sha256"] = sha256[name]
+        elif hashed:
+            entry["sha256"] = sha256_file(full)
+        files.append(entry)
     return files
 
 
-def finalise(images_dir: str, checkpoint_id: str, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
-    """Checksum the partial bundle, write its manifest and give it its final name atomically."""
+def header(images_dir: str, checkpoint_id: str, fields: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The partial bundle's manifest without its files' SHA-256: what a checkpoint sends ahead of the
+    files, which it hashes on the way (finalise then gives the same manifest with them)."""
+    return dict(fields, format=FORMAT, id=checkpoint_id, files=describe_files(partial_path(images_dir, checkpoint_id), hashed=False))
+
+
+def finalise(images_dir: str, checkpoint_id: str, fields: dict[str, t.Any], sha256: dict[str, str] | None = None) -> dict[str, t.Any]:
+    """Write the partial bundle's manifest, with each file's SHA-256 (from ``sha256``, as the files were
+    sent, or computed now), stamp it and give it its final name atomically."""
     partial = partial_path(images_dir, checkpoint_id)
-    manifest = dict(manifest, format=FORMAT, id=checkpoint_id, files=describe_files(partial))
+    manifest = dict(fields, format=FORMAT, id=checkpoint_id, files=describe_files(partial, sha256))
     write_json_atomic(os.path.join(partial, MANIFEST), manifest)
+    _wire.stamp(partial, [entry["name"] for entry in manifest["files"]])
     final = final_path(images_dir, checkpoint_id)
     remove_tree(final)
     os.rename(partial, final)
@@ -147,15 +166,17 @@ def validate_manifest(manifest: t.Any) -> None:
             raise BundleError("manifest sha256 of %s is invalid" % entry["name"])
 
 
-def verify(path: str, manifest: dict[str, t.Any] | None = None) -> list[str]:
-    """Problems found comparing the bundle with its manifest; empty when it verifies."""
+def verify(path: str, manifest: dict[str, t.Any] | None = None, rehash: bool = True) -> list[str]:
+    """Problems found comparing the bundle with its manifest; empty when it verifies. Without
+    ``rehash``, a bundle whose stamp holds is not hashed again."""
     try:
         manifest = manifest or load_manifest(path)
     except BundleError as exc:
         return [str(exc)]
     problems = []
     listed = {entry["name"] for entry in manifest["files"]}
-    present = set(os.listdir(path)) - {MANIFEST}
+    rehash = rehash or not _wire.stamp_holds(path, sorted(listed))
+    present = set(os.listdir(path)) - {MANIFEST, _wire.STAMP}
     problems += ["unexpected file %s" % name for name in sorted(present - listed)]
     for entry in manifest["files"]:
         full = os.path.join(path, entry["name"])
@@ -163,19 +184,20 @@ def verify(path: str, manifest: dict[str, t.Any] | None = None) -> list[str]:
             problems.append("missing file %s" % entry["name"])
         elif os.path.getsize(full) != entry["size"]:
             problems.append("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(full), entry["size"]))
-        elif sha256_file(full) != entry["sha256"]:
+        elif rehash and sha256_file(full) != entry["sha256"]:
             problems.append("%s does not match its sha256" % entry["name"])
     return problems
 
 
 def verified(path: str) -> dict[str, t.Any]:
-    """The manifest of the bundle at ``path`` once it and every file in it verify."""
+    """The manifest of the bundle at ``path`` once it and every file in it verify (hashed again unless
+    its stamp holds)."""
     checkpoint_id = os.path.basename(path)
     try:
         manifest = load_manifest(path)
     except BundleError as exc:
         raise BundleError("checkpoint %s: %s" % (checkpoint_id, exc)) from None
-    problems = verify(path, manifest)
+    problems = verify(path, manifest, rehash=False)
     if problems:
         raise BundleError("checkpoint %s does not verify: %s" % (checkpoint_id, "; ".join(problems)), problems)
     return manifest

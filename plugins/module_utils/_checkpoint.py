@@ -6,8 +6,8 @@
 1. A verified bundle of a container that no longer runs is the checkpoint already taken.
 2. The target's receiver is reached before the freeze, so its start-up is not downtime (``send``).
 3. The engine dumps into a private partial directory; from then on the container may be stopped.
-4. The bundle is finalised (manifest, checksums, its final name) and, with ``send``, delivered from
-   here. Post-copy delivers it from inside the dump (the engine's ``handover``), before the lazy pages
+4. The bundle is finalised (manifest, checksums, its final name); with ``send``, it is first
+   delivered from here, hashed as it goes, so it is read once. Post-copy delivers it from inside the dump (the engine's ``handover``), before the lazy pages
    move, so the target restores while they do.
 5. Whatever fails: the receiver's session ends, a container stopped for nothing runs again here, and
    the partial directory goes. The error says which of these happened.
@@ -100,9 +100,8 @@ class Checkpoint:
             if handover:  # the tree ended with its last page served: the bundle went from inside the dump
                 return self._result(self.handed_over["manifest"], seconds=seconds, sent=self.handed_over["sent"],
                                     pages_done_at=_engine.now(), page_link=fields.get("page_link"))
-            manifest = self._finalise(fields)
+            manifest, sent = self._finalise(fields)
             bundle_dir = self.path
-            sent = self._send(manifest) if self.receiver else None
             return self._result(manifest, seconds=seconds, sent=sent)
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _transport.TransportError, OSError) as exc:
             raise self._undo(exc, fields, bundle_dir, partial, frozen) from exc
@@ -126,15 +125,16 @@ class Checkpoint:
         """Post-copy: the tree is frozen and every image but its lazy pages written; deliver them now.
         False tells the engine to resume the tree here."""
         try:
-            self.handed_over["manifest"] = self._finalise(fields)
-            self.handed_over["sent"] = self._send(self.handed_over["manifest"])
+            self.handed_over["manifest"], self.handed_over["sent"] = self._finalise(fields)
         except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
             self.handed_over["error"] = str(exc)
             return False
         return True
 
-    def _finalise(self, fields: dict[str, t.Any]) -> dict[str, t.Any]:
-        return _bundle.finalise(self.images_dir, self.checkpoint_id, dict(
+    def _finalise(self, fields: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
+        """The bundle's manifest, written, and what sending it did (None without a receiver). A bundle
+        for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once."""
+        fields = dict(
             fields,
             engine=self.engine.name,
             criu_version=self.criu_version,
@@ -142,11 +142,15 @@ class Checkpoint:
             options=self.options,
             frozen_at=None if self.params["leave_running"] else self.frozen_at,
             checkpointed_at=_engine.now(),
-        ))
+        )
+        if not self.receiver:
+            return _bundle.finalise(self.images_dir, self.checkpoint_id, fields), None
+        sent = self._send(_bundle.header(self.images_dir, self.checkpoint_id, fields))
+        return _bundle.finalise(self.images_dir, self.checkpoint_id, fields, sent["sha256"]), sent
 
     def _send(self, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
         try:
-            return self._deliver(self.receiver, self.path, manifest)
+            return self._deliver(self.receiver, _bundle.partial_path(self.images_dir, self.checkpoint_id), manifest)
         except _transport.TransportError as exc:
             raise _transport.TransportError("sending the checkpoint to %s failed: %s" % (self.params["send"]["target"], exc)) from exc
 

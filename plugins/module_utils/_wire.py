@@ -17,10 +17,14 @@ Protocol on the SSH channel (sender -> receiver unless noted):
      spliced to the unix socket where the target's end of that link listens (link_socket)
   2. receiver -> sender, one JSON line: {"have": bool}; the transfer ends there when the bundle is
      already complete on the target, or when the sender only probes
-  3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one
+  3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one,
+     then one record holding the SHA-256 (64 hex digits) of the file as the sender read it
   4. receiver -> sender, one JSON line: {"ok": bool, "bytes": int, "data_path": "ssh", "error": str}
-Files are written under <images_dir>/.partial-<id>, verified against the manifest's sizes and SHA-256
-while they stream, and renamed to <images_dir>/<id> only when every one matches.
+The manifest may leave out the files' SHA-256: a checkpoint sends its bundle as CRIU wrote it and
+hashes it on the way, in one read. Files are written under <images_dir>/.partial-<id>, each checked
+as it streams against the sender's SHA-256 and the manifest's size and SHA-256 (where it has one),
+and renamed to <images_dir>/<id>, with the SHA-256 in its manifest, only when every one matches.
+The bundle then holds a stamp (.verified) that lets a restore in this boot skip hashing it again.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ MAX_CHUNK = 16 << 20
 _LENGTH = struct.Struct(">I")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}\Z")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+MANIFEST = "manifest.json"
+# Beside the manifest; no file of a bundle can have this name (they start with a letter or digit).
+STAMP = ".verified"
 
 
 class WireError(Exception):
@@ -97,16 +105,38 @@ def _read_exact(stream, size):
     return bytes(data)
 
 
+def read_record(stream):
+    (length,) = _LENGTH.unpack(_read_exact(stream, 4))
+    if length > MAX_CHUNK:
+        raise WireError("record of %d bytes is out of bounds" % length)
+    return _read_exact(stream, length)
+
+
 def read_chunks(stream):
     """Chunks of one file from a record stream, up to its empty end record."""
     while True:
-        (length,) = _LENGTH.unpack(_read_exact(stream, 4))
-        if length > MAX_CHUNK:
-            raise WireError("record of %d bytes is out of bounds" % length)
-        data = _read_exact(stream, length)
+        data = read_record(stream)
         if not data:
             return
         yield data
+
+
+def send_file(path, compress, write):
+    """One file on the wire: its records, the end mark and the SHA-256 of its content, taken as the
+    chunks go out (hashing chunk n overlaps writing it: both release the GIL), so the file is read
+    once. Returns (bytes written, hex SHA-256)."""
+    sent, digest = 0, hashlib.sha256()
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        for chunk in with_end_mark(file_chunks(path, compress)):
+            hashed = hasher.submit(digest.update, chunk) if compress == "none" else None
+            write(_LENGTH.pack(len(chunk)))  # apart from the payload, which is not copied again
+            write(chunk)
+            sent += 4 + len(chunk)
+            if hashed:
+                hashed.result()
+    hexdigest = _sha256(path) if compress == "zstd" else digest.hexdigest()  # zstd read the file itself
+    write(record(hexdigest.encode("ascii")))
+    return sent + 4 + len(hexdigest), hexdigest
 
 
 # ---- sending -------------------------------------------------------------------------------------
@@ -135,25 +165,23 @@ def await_ready(readline):
 def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
     """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes).
 
-    Returns {"have", "sent_bytes", "data_path"}.
+    Returns {"have", "sent_bytes", "data_path", "sha256": {file name: hex SHA-256 as sent}}.
     """
     write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe}).encode() + b"\n")
     answer = _answer(readline)
     if answer["have"] or probe:
         return {"have": answer["have"], "sent_bytes": 0, "data_path": None}
-    sent = 0
+    sent, digests = 0, {}
     try:
         for entry in manifest["files"]:
-            for chunk in with_end_mark(file_chunks(os.path.join(bundle_dir, entry["name"]), compress)):
-                write(_LENGTH.pack(len(chunk)))  # apart from the payload, which is not copied again
-                write(chunk)
-                sent += 4 + len(chunk)
+            size, digests[entry["name"]] = send_file(os.path.join(bundle_dir, entry["name"]), compress, write)
+            sent += size
     except OSError:
         # The receiver hung up: its reply says why.
         _answer(readline)
         raise
     answer = _answer(readline)
-    return {"have": False, "sent_bytes": sent, "data_path": answer.get("data_path")}
+    return {"have": False, "sent_bytes": sent, "data_path": answer.get("data_path"), "sha256": digests}
 
 
 # ---- receiving -----------------------------------------------------------------------------------
@@ -173,7 +201,7 @@ def _check_manifest(manifest, checkpoint_id):
             raise WireError("bad file name %r" % (name,))
         if not isinstance(size, int) or size < 0:
             raise WireError("bad size for %s" % name)
-        if not isinstance(digest, str) or not re.match(r"^[0-9a-f]{64}\Z", digest):
+        if digest is not None and not (isinstance(digest, str) and _SHA256.match(digest)):
             raise WireError("bad sha256 for %s" % name)
         names.add(name)
 
@@ -186,21 +214,59 @@ def _sha256(path):
     return digest.hexdigest()
 
 
+def _without_sha256(manifest):
+    return dict(manifest, files=[{k: v for k, v in e.items() if k != "sha256"} for e in manifest["files"]])
+
+
 def _complete(path, manifest):
-    """The final bundle exists, has this manifest and verifies."""
+    """The final bundle exists, has this manifest (the SHA-256 of its files where it gives them) and verifies."""
     try:
-        with open(os.path.join(path, "manifest.json"), encoding="utf-8") as handle:
-            if json.load(handle) != manifest:
-                return False
-    except (OSError, ValueError):
+        with open(os.path.join(path, MANIFEST), encoding="utf-8") as handle:
+            have = json.load(handle)
+        if have != manifest and _without_sha256(have) != manifest:
+            return False
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     return all(os.path.isfile(os.path.join(path, e["name"])) and os.path.getsize(os.path.join(path, e["name"])) == e["size"]
-               and _sha256(os.path.join(path, e["name"])) == e["sha256"] for e in manifest["files"])
+               and _sha256(os.path.join(path, e["name"])) == e["sha256"] for e in have["files"])
+
+
+def _boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
+def _stats(path, names):
+    return {name: [st.st_size, st.st_mtime_ns, st.st_ino] for name in names for st in [os.lstat(os.path.join(path, name))]}
+
+
+def stamp(path, names):
+    """Vouch that the files ``names`` of the bundle at ``path`` matched the SHA-256 in its manifest,
+    just now: stamp_holds is true until this host restarts (a crash may lose what the page cache
+    held) or any of them, or the manifest, is written again."""
+    boot = _boot_id()
+    if boot:
+        with open(os.open(os.path.join(path, STAMP), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600),
+                  "w", encoding="utf-8") as handle:
+            json.dump({"boot_id": boot, "files": _stats(path, list(names) + [MANIFEST])}, handle)
+
+
+def stamp_holds(path, names):
+    try:
+        with open(os.path.join(path, STAMP), encoding="utf-8") as handle:
+            vouched = json.load(handle)
+        return vouched["boot_id"] == _boot_id() and vouched["files"] == _stats(path, list(names) + [MANIFEST])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _receive_file(chunks, path, entry, compress):
+    """Write one file from its chunks; returns (bytes received, hex SHA-256 of its content)."""
     # No fsync: nothing depends on these bytes surviving a crash of this host. The source keeps its
-    # stopped copy until the restore here succeeded, and every restore re-verifies the SHA-256.
+    # stopped copy until the restore here succeeded, and a restore after a restart hashes the bundle again.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         digest = hashlib.sha256()
@@ -230,9 +296,7 @@ def _receive_file(chunks, path, entry, compress):
                 raise WireError("zstd could not decompress %s" % entry["name"])
     if os.path.getsize(path) != entry["size"]:
         raise WireError("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(path), entry["size"]))
-    if (_sha256(path) if unzstd else digest.hexdigest()) != entry["sha256"]:
-        raise WireError("%s does not match its sha256" % entry["name"])
-    return received
+    return received, (_sha256(path) if unzstd else digest.hexdigest())
 
 
 def link_socket(images_dir, checkpoint_id):
@@ -313,14 +377,20 @@ def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     if os.path.lexists(partial):
         shutil.rmtree(partial)
     os.makedirs(partial, mode=0o700)
-    received = 0
+    received, files = 0, []
     try:
         for entry in manifest["files"]:
-            chunks = read_chunks(control)
-            received += _receive_file(chunks, os.path.join(partial, entry["name"]), entry, compress)
-        with open(os.open(os.path.join(partial, "manifest.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+            size, digest = _receive_file(read_chunks(control), os.path.join(partial, entry["name"]), entry, compress)
+            if read_record(control) != digest.encode("ascii"):
+                raise WireError("%s changed on the way: its SHA-256 differs from the sender's" % entry["name"])
+            if entry.get("sha256", digest) != digest:
+                raise WireError("%s does not match its sha256" % entry["name"])
+            received += size
+            files.append(dict(entry, sha256=digest))
+        with open(os.open(os.path.join(partial, MANIFEST), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
                   "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
+            json.dump(dict(manifest, files=files), handle, indent=1, sort_keys=True)
+        stamp(partial, [entry["name"] for entry in files])
         if os.path.lexists(final):
             shutil.rmtree(final)
         os.rename(partial, final)
@@ -357,7 +427,7 @@ def main(argv=None):
             options = json.loads(control.readline(MAX_HEADER) or b"{}")
             await_ready(control.readline)  # the receiver's, relayed by the controller
             bundle_dir = os.path.join(images_dir, checkpoint_id)
-            with open(os.path.join(bundle_dir, "manifest.json"), encoding="utf-8") as handle:
+            with open(os.path.join(bundle_dir, MANIFEST), encoding="utf-8") as handle:
                 manifest = json.load(handle)
             send(bundle_dir, manifest, write, control.readline, options.get("compress", "none"), bool(options.get("probe")))
     except Exception as exc:  # pylint: disable=broad-except

@@ -11,7 +11,8 @@ short_description: Restore a container from a checkpoint bundle, resume it in pl
 version_added: 0.1.0
 description:
   - "O(state=running): restores the container of bundle C(<images_dir>/<checkpoint_id>) on this host.
-    Before anything runs, the bundle is verified against its manifest (sizes and SHA-256), this host's
+    Before anything runs, the bundle is verified against its manifest (sizes and SHA-256; a bundle
+    hashed as it arrived, in this boot, and unchanged since, is not read again), this host's
     CRIU must be at least as new as the one that dumped it, and this host's CPU must pass CRIU's
     compatibility check against the source's. A podman or Docker container's image must be present
     with the same image ID; when it is missing, it is loaded from the bundle if the checkpoint carries it."

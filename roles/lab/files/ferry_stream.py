@@ -4,7 +4,8 @@ serve ADDR PORT: accept clients on ADDR:PORT and send each an endless stream of 
 (about a thousand a second). client ADDR PORT: hold one connection until standard input ends, and
 print as JSON what arrived: lines, the first and last number, every gap or repeat (none may be), and
 how long the stream had been silent when it stopped (the caller ends it after the event it watches,
-so a stream that never came back shows, whatever the event's duration)."""
+so a stream that never came back shows, whatever the event's duration). The client says "streaming"
+on standard error once the first line has arrived, so the caller starts its event on a live stream."""
 import json
 import os
 import select
@@ -63,7 +64,10 @@ def client(address, port):
         *complete, buffer = buffer.split(b"\n")
         for line in complete:
             number = int(line)
-            first = number if first is None else first
+            if first is None:
+                first = number
+                sys.stderr.write("streaming\n")
+                sys.stderr.flush()
             if expected is not None and number != expected:
                 faults.append("expected %s, got %s" % (expected, number))
             expected = number + 1

@@ -4,7 +4,7 @@ import os
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _wire
 
 
 def make_bundle(images_dir, checkpoint_id="c1", files=None):
@@ -36,6 +36,23 @@ def test_verify_names_each_problem(tmp_path, damage, expected):
     make_bundle(tmp_path)
     damage(tmp_path / "c1")
     assert expected in _bundle.verify(str(tmp_path / "c1"))
+
+
+def test_a_bundle_hashed_in_this_boot_is_not_hashed_again_until_a_file_changes_or_the_host_restarts(tmp_path, monkeypatch):
+    make_bundle(tmp_path)
+    path = str(tmp_path / "c1")
+    hashed = []
+    real = _bundle.sha256_file
+    monkeypatch.setattr(_bundle, "sha256_file", lambda name: hashed.append(os.path.basename(name)) or real(name))
+    assert _bundle.verified(path) and hashed == []  # the stamp finalise wrote holds
+    assert _bundle.verify(path) == [] and len(hashed) == 2  # checkpoint_info's verify always hashes
+    hashed.clear()
+    monkeypatch.setattr(_wire, "_boot_id", lambda: "another-boot")  # a crash may have lost what the page cache held
+    assert _bundle.verified(path) and sorted(hashed) == ["pages-1.img", "pstree.img"]
+    monkeypatch.undo()
+    (tmp_path / "c1" / "pages-1.img").write_bytes(b"y" * 5000)  # same size, written again
+    with pytest.raises(_bundle.BundleError, match="pages-1.img does not match its sha256"):
+        _bundle.verified(path)
 
 
 def test_manifest_with_escaping_name_is_rejected(tmp_path):

@@ -8,6 +8,16 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _che
 from fake_engine import FakeEngine, Receiver
 
 
+def delivering(delivered, sent_bytes):
+    """A delivery that takes what the real one would (the receiver, the partial bundle, its manifest
+    without checksums) and answers with the files' SHA-256 as it hashed them on the way."""
+    def deliver(receiver, path, manifest):
+        delivered.append((receiver, path, manifest))
+        assert all("sha256" not in entry for entry in manifest["files"])
+        return {"sent_bytes": sent_bytes, "sha256": {e["name"]: _bundle.sha256_file(os.path.join(path, e["name"])) for e in manifest["files"]}}
+    return deliver
+
+
 def params(tmp_path, **more):
     return dict(dict(container="web", images_dir=str(tmp_path), leave_running=False, tcp_established=False,
                      file_locks=False, compress="none", include_image=False, method="stop_and_copy", page_link=None,
@@ -45,10 +55,13 @@ def test_the_bundle_goes_to_the_target_through_the_open_session(tmp_path):
     delivered = []
     receiver = Receiver()
     checkpoint = _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, send={"target": "node2"}), "web", receiver,
-                                        deliver=lambda *args: delivered.append(args) or {"sent_bytes": 3})
+                                        deliver=delivering(delivered, 3))
     result = checkpoint.take()
-    assert delivered == [(receiver, result["path"], result["manifest"])] and result["sent"] == {"sent_bytes": 3}
-    assert not receiver.killed
+    [(to, path, header)] = delivered
+    assert to is receiver and path == _bundle.partial_path(str(tmp_path), "web") and result["sent"]["sent_bytes"] == 3
+    # The manifest sent ahead is the one written after, but for the checksums taken on the way.
+    assert dict(header, files=[dict(e, sha256=result["sent"]["sha256"][e["name"]]) for e in header["files"]]) == result["manifest"]
+    assert _bundle.verify(result["path"]) == [] and not receiver.killed
 
 
 def test_a_send_that_fails_ends_the_session_and_the_container_runs_again_here(tmp_path):
@@ -80,9 +93,10 @@ def test_post_copy_hands_the_bundle_over_from_inside_the_dump(tmp_path):
     delivered = []
     engine = FakeEngine()
     checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, method="post_copy", send={"target": "node2"}), "web",
-                                        Receiver(), deliver=lambda _r, path, manifest: delivered.append(manifest) or {"sent_bytes": 9})
+                                        Receiver(), deliver=delivering(delivered, 9))
     result = checkpoint.take()
-    assert engine.handed is True and delivered == [result["manifest"]] and result["sent"] == {"sent_bytes": 9}
+    assert engine.handed is True and len(delivered) == 1 and result["sent"]["sent_bytes"] == 9
+    assert _bundle.verify(result["path"], result["manifest"]) == []
     assert result["page_link"] == {"bytes_out": 1} and result["pages_done_at"]
 
 
@@ -100,7 +114,7 @@ def test_post_copy_whose_handover_fails_says_the_container_runs_on_here(tmp_path
 def test_post_copy_failing_after_the_handover_says_what_is_lost(tmp_path):
     engine = FakeEngine(fail="lazy pages lost")
     checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, method="post_copy", send={"target": "node2"}), "web",
-                                        Receiver(), deliver=lambda *_args: {})
+                                        Receiver(), deliver=delivering([], 1))
     with pytest.raises(_checkpoint.Failed, match="post-copy failed after the target started: lazy pages lost. The target's copy "
                                                  "was stopped and web resumed here from its frozen state"):
         checkpoint.take()

@@ -81,20 +81,52 @@ def test_a_receiver_that_never_started_is_named(target):
 
 def plain_stream(bundle_dir, manifest, tamper=None):
     header = json.dumps({"manifest": manifest}).encode() + b"\n"
-    records = b"".join(_wire.record(chunk) for e in manifest["files"]
-                       for chunk in _wire.with_end_mark(_wire.file_chunks(os.path.join(bundle_dir, e["name"]), "none")))
+    records = io.BytesIO()
+    for entry in manifest["files"]:
+        _wire.send_file(os.path.join(bundle_dir, entry["name"]), "none", records.write)
+    records = records.getvalue()
     return io.BytesIO(header + (tamper(records) if tamper else records))
 
 
-def test_corruption_in_transit_leaves_nothing(target, source):
-    def flip(records):
-        records = bytearray(records)
-        records[100] ^= 0xFF
-        return bytes(records)
+def flip(records):
+    records = bytearray(records)
+    records[100] ^= 0xFF
+    return bytes(records)
 
-    with pytest.raises(_wire.WireError, match="does not match its sha256"):
+
+def test_corruption_in_transit_leaves_nothing(target, source):
+    with pytest.raises(_wire.WireError, match="pages-1.img changed on the way: its SHA-256 differs from the sender's"):
         _wire.receive(str(target), "c1", plain_stream(*source, tamper=flip), lambda m: None)
     assert os.listdir(target) == []
+
+
+def test_a_file_that_is_not_what_was_checkpointed_is_refused(target, source):
+    """The sender's own checksum matches what arrived, but not the manifest's: the file changed on its
+    disk since the checkpoint."""
+    bundle_dir, manifest = source
+    with open(os.path.join(bundle_dir, "pages-1.img"), "r+b") as handle:
+        handle.write(b"X")
+    with pytest.raises(_wire.WireError, match="pages-1.img does not match its sha256"):
+        _wire.receive(str(target), "c1", plain_stream(bundle_dir, manifest), lambda m: None)
+    assert os.listdir(target) == []
+
+
+def test_a_manifest_without_checksums_lands_with_the_senders(tmp_path, target):
+    """As a checkpoint sends: the files as CRIU wrote them, the manifest without their SHA-256, which
+    the bundle that lands has, as the sender took them, and stamped for a restore in this boot."""
+    partial = _bundle.start(str(tmp_path / "src"), "c1")
+    with open(os.path.join(partial, "pages-1.img"), "wb") as handle:
+        handle.write(os.urandom(3 << 20))
+    header = _bundle.header(str(tmp_path / "src"), "c1", {"engine": "criu"})
+    assert [set(e) for e in header["files"]] == [{"name", "size"}]
+    sent, outcome = transfer(partial, header, target)
+    assert outcome["result"]["ok"]
+    landed = _bundle.load_manifest(str(target / "c1"))
+    assert landed == dict(header, files=[dict(header["files"][0], sha256=sent["sha256"]["pages-1.img"])])
+    assert sent["sha256"]["pages-1.img"] == _bundle.sha256_file(os.path.join(partial, "pages-1.img"))
+    assert _wire.stamp_holds(str(target / "c1"), ["pages-1.img"])
+    # The same manifest offered again: the target has it.
+    assert transfer(partial, header, target)[0]["have"] is True
 
 
 def test_truncated_stream_leaves_nothing(target, source):
