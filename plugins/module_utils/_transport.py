@@ -190,6 +190,8 @@ class Channel:
         except (OSError, TransportError):
             shutil.rmtree(self._dir, ignore_errors=True)
             raise
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            _wire.widen_pipe(pipe.fileno())
         self._reader = os.fdopen(os.dup(self._proc.stdout.fileno()), "rb", buffering=CHUNK)
 
     def ready(self) -> None:

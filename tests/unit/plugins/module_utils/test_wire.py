@@ -215,3 +215,18 @@ def test_a_link_session_is_spliced_to_its_checkpoints_link_and_no_other(target, 
     assert done["result"] == {"link": True}
     with pytest.raises(_wire.WireError, match="no page link for checkpoint c2"):
         _wire.receive(str(target), "c2", io.BytesIO(b'{"link": true}\n'), lambda m: None, (0, 1))
+
+
+def test_a_pipe_is_widened_to_a_chunk_and_anything_else_left_alone():
+    import fcntl
+    import socket
+    read_end, write_end = os.pipe()
+    try:
+        _wire.widen_pipe(write_end)
+        assert fcntl.fcntl(read_end, getattr(fcntl, "F_GETPIPE_SZ", 1032)) == _wire.CHUNK
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    one, other = socket.socketpair()
+    with one, other:
+        _wire.widen_pipe(one.fileno())  # not a pipe: no error, nothing changed
