@@ -150,6 +150,8 @@ options:
         authorised by M(ferry.migrate.transfer_access)), over a connection opened before the freeze.
         Required with O(method=post_copy); with the other methods it keeps a separate transfer task,
         and its round trip through the controller, out of the downtime.
+      - The bundle goes as CRIU wrote it, each file's SHA-256 taken as it is sent and checked by the
+        receiver, so it is read once; the manifest here and there then lists those checksums.
       - If the bundle cannot be delivered, the container runs again here from its checkpoint.
     type: dict
     suboptions:
