@@ -13,7 +13,6 @@ directories are 0700 and files 0600.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,6 @@ from ansible_collections.ferry.migrate.plugins.module_utils._files import write_
 
 MANIFEST = _wire.MANIFEST
 FORMAT = 1
-CHUNK = 1 << 20
 _PAGES = re.compile(r"^pages-\d+\.img\Z")
 
 
@@ -80,17 +78,11 @@ def start(images_dir: str, checkpoint_id: str) -> str:
     return path
 
 
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = _wire.sha256_file  # one routine, in the file installed alone on hosts
 
 
-def describe_files(path: str, sha256: dict[str, str] | None = None, hashed: bool = True) -> list[dict[str, t.Any]]:
-    """Name, size and SHA-256 of each file: taken from ``sha256`` (by name) where given, computed where
-    not, or left out when not ``hashed``."""
+def describe_files(path: str) -> list[dict[str, t.Any]]:
+    """Name and size of each file of the bundle at ``path``."""
     files = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
@@ -100,28 +92,27 @@ def describe_files(path: str, sha256: dict[str, str] | None = None, hashed: bool
             raise BundleError("bundle %s holds %s, which is not a regular file" % (path, name))
         check_file_name(name)
         os.chmod(full, 0o600)
-        entry = {"name": name, "size": os.path.getsize(full)}
-        if sha256 is not None:
-            if name not in sha256:
-                raise BundleError("bundle %s holds %s, which was not sent" % (path, name))
-            entry["sha256"] = sha256[name]
-        elif hashed:
-            entry["sha256"] = sha256_file(full)
-        files.append(entry)
+        files.append({"name": name, "size": os.path.getsize(full)})
     return files
 
 
 def header(images_dir: str, checkpoint_id: str, fields: dict[str, t.Any]) -> dict[str, t.Any]:
     """The partial bundle's manifest without its files' SHA-256: what a checkpoint sends ahead of the
     files, which it hashes on the way (finalise then gives the same manifest with them)."""
-    return dict(fields, format=FORMAT, id=checkpoint_id, files=describe_files(partial_path(images_dir, checkpoint_id), hashed=False))
+    return dict(fields, format=FORMAT, id=checkpoint_id, files=describe_files(partial_path(images_dir, checkpoint_id)))
 
 
 def finalise(images_dir: str, checkpoint_id: str, fields: dict[str, t.Any], sha256: dict[str, str] | None = None) -> dict[str, t.Any]:
     """Write the partial bundle's manifest, with each file's SHA-256 (from ``sha256``, as the files were
     sent, or computed now), stamp it and give it its final name atomically."""
     partial = partial_path(images_dir, checkpoint_id)
-    manifest = dict(fields, format=FORMAT, id=checkpoint_id, files=describe_files(partial, sha256))
+    manifest = header(images_dir, checkpoint_id, fields)
+    if sha256 is None:
+        sha256 = {entry["name"]: sha256_file(os.path.join(partial, entry["name"])) for entry in manifest["files"]}
+    unsent = sorted(entry["name"] for entry in manifest["files"] if entry["name"] not in sha256)
+    if unsent:
+        raise BundleError("bundle %s holds %s, which was not sent" % (partial, ", ".join(unsent)))
+    manifest["files"] = [dict(entry, sha256=sha256[entry["name"]]) for entry in manifest["files"]]
     write_json_atomic(os.path.join(partial, MANIFEST), manifest)
     _wire.stamp(partial, [entry["name"] for entry in manifest["files"]])
     final = final_path(images_dir, checkpoint_id)

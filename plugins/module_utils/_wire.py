@@ -145,7 +145,7 @@ def send_file(path, compress, write):
             sent += 4 + len(chunk)
             if hashed:
                 hashed.result()
-    hexdigest = _sha256(path) if compress == "zstd" else digest.hexdigest()  # zstd read the file itself
+    hexdigest = sha256_file(path) if compress == "zstd" else digest.hexdigest()  # zstd read the file itself
     write(record(hexdigest.encode("ascii")))
     return sent + 4 + len(hexdigest), hexdigest
 
@@ -217,7 +217,7 @@ def _check_manifest(manifest, checkpoint_id):
         names.add(name)
 
 
-def _sha256(path):
+def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
@@ -239,7 +239,7 @@ def _complete(path, manifest):
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     return all(os.path.isfile(os.path.join(path, e["name"])) and os.path.getsize(os.path.join(path, e["name"])) == e["size"]
-               and _sha256(os.path.join(path, e["name"])) == e["sha256"] for e in have["files"])
+               and sha256_file(os.path.join(path, e["name"])) == e["sha256"] for e in have["files"])
 
 
 def _boot_id():
@@ -307,7 +307,7 @@ def _receive_file(chunks, path, entry, compress):
                 raise WireError("zstd could not decompress %s" % entry["name"])
     if os.path.getsize(path) != entry["size"]:
         raise WireError("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(path), entry["size"]))
-    return received, (_sha256(path) if unzstd else digest.hexdigest())
+    return received, (sha256_file(path) if unzstd else digest.hexdigest())
 
 
 def link_socket(images_dir, checkpoint_id):
