@@ -4,7 +4,7 @@ VENV := .venv
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down
+.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down vm-test vm-lab-down
 
 ## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
 demo: setup
@@ -50,3 +50,12 @@ reliability: setup
 
 lab-down: setup
 	ansible-playbook ferry.migrate.lab -e lab_state=absent
+
+## The VM lab (issue #17): two QEMU guests on Debian's cloud kernel, which tracks dirty memory, beside
+## the namespace lab; its root filesystem is built once (debootstrap) and cached. The tests in tests/vm.
+VM_LAB := FERRY_LAB_KIND=vm FERRY_LAB_DIR=/var/lib/ferry-lab-vm FERRY_LAB_NET=10.197.0 FERRY_LAB_PREFIX=ferryvm FERRY_LAB_FLEET=simple
+vm-test: setup
+	$(VM_LAB) pytest -ra tests/vm
+
+vm-lab-down: setup
+	$(VM_LAB) ansible-playbook ferry.migrate.lab -e lab_state=absent

@@ -17,8 +17,9 @@ NET = os.environ.get("FERRY_LAB_NET", "10.199.0")
 # listens on port 2222, node3 is reached through node1 as a jump host, and no ansible_connection is set.
 # The benchmarks and the fault matrix work on whichever lab is up (make demo's is a simple one).
 FLEET = os.environ.get("FERRY_LAB_FLEET") or (open(LAB + "/fleet").read().strip() if os.path.exists(LAB + "/fleet") else "realistic")
-LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": True,
-            "lab_fleet": FLEET}
+KIND = os.environ.get("FERRY_LAB_KIND", "namespaces")  # vm: QEMU guests (tests/vm), no Docker there
+LAB_VARS = {"lab_dir": LAB, "lab_network": NET, "lab_prefix": os.environ.get("FERRY_LAB_PREFIX", "ferry"), "lab_docker": KIND != "vm",
+            "lab_fleet": FLEET, "lab_kind": KIND}
 OPS_USER = "ferryops" if FLEET == "realistic" else "root"
 # The login user's authorized_keys, where one-time transfer keys are granted.
 GRANTS = "/home/ferryops/.ssh/authorized_keys" if FLEET == "realistic" else "/root/.ssh/authorized_keys"
@@ -44,10 +45,22 @@ def playbook(name, *args, extra=None, check=None):
         extra = dict(LAB_VARS, **(extra or {}))
     if extra:
         argv += ["-e", json.dumps(extra)]
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900, check=False)
+    # A VM lab's first run builds its root filesystem (debootstrap) and boots guests under emulation.
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=2400, check=False)
     if check is not None and (proc.returncode == 0) != check:
         raise AssertionError("%s exited %d\n%s\n%s" % (name, proc.returncode, proc.stdout[-6000:], proc.stderr[-3000:]))
     return proc
+
+
+def lab_session(nodes):
+    """For a session fixture: the lab up with these hosts, yielded; torn down at the end, and after a run
+    that fails or is interrupted (FERRY_LAB_KEEP=1 keeps it, to run tests again)."""
+    try:
+        playbook("ferry.migrate.lab", extra={"lab_hosts": len(nodes)}, check=True)
+        yield nodes
+    finally:
+        if os.environ.get("FERRY_LAB_KEEP") != "1":
+            playbook("ferry.migrate.lab", extra={"lab_state": "absent"})
 
 
 def module(host, name, **args):
