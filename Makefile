@@ -4,7 +4,7 @@ VENV := .venv
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down vm-test vm-lab-down
+.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down vm-test vm-smoke vm-lab-down
 
 ## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
 demo: setup
@@ -56,6 +56,10 @@ lab-down: setup
 VM_LAB := FERRY_LAB_KIND=vm FERRY_LAB_DIR=/var/lib/ferry-lab-vm FERRY_LAB_NET=10.197.0 FERRY_LAB_PREFIX=ferryvm FERRY_LAB_FLEET=simple
 vm-test: setup
 	$(VM_LAB) pytest -ra tests/vm
+
+## CI's share of the VM lab: the guests boot their own kernel, and CRIU's pre-dumps there track dirty memory.
+vm-smoke: setup
+	$(VM_LAB) pytest -ra tests/vm -k "dirty_memory or pre_dump"
 
 vm-lab-down: setup
 	$(VM_LAB) ansible-playbook ferry.migrate.lab -e lab_state=absent
