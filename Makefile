@@ -4,7 +4,7 @@ VENV := .venv
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down vm-test vm-smoke vm-lab-down
+.PHONY: demo test setup unit sanity versions lint integration bench reliability lab-down vm-test vm-smoke vm-bench vm-lab-down
 
 ## The main job: a local lab of 3 hosts, CRIU on each, a live migration of a counter and a Redis.
 demo: setup
@@ -57,9 +57,14 @@ VM_LAB := FERRY_LAB_KIND=vm FERRY_LAB_DIR=/var/lib/ferry-lab-vm FERRY_LAB_NET=10
 vm-test: setup
 	$(VM_LAB) pytest -ra tests/vm
 
-## CI's share of the VM lab: the guests boot their own kernel, and CRIU's pre-dumps there track dirty memory.
+## CI's share of the VM lab: the guests boot their own kernel, CRIU's pre-dumps there track dirty memory,
+## and a tree that keeps writing moves by pre-copy (or, outrunning it, stays put as the policy says).
 vm-smoke: setup
-	$(VM_LAB) pytest -ra tests/vm -k "dirty_memory or pre_dump"
+	$(VM_LAB) pytest -ra tests/vm -k "dirty_memory or pre_dump or pre_copy"
+
+## The pre-copy benchmark (issue #17), in the VM lab: downtime by dirty rate, to docs/benchmarks.md.
+vm-bench: setup
+	$(VM_LAB) python bench/dirty.py
 
 vm-lab-down: setup
 	$(VM_LAB) ansible-playbook ferry.migrate.lab -e lab_state=absent

@@ -10,13 +10,14 @@ short_description: Choose how a migration moves memory
 version_added: 0.1.0
 description:
   - From the CRIU facts of the source and the target (M(ferry.migrate.criu_info)), the engine, the
-    route and the user's policy, picks V(post_copy), V(stream) or V(stop_and_copy), and says why each
-    better one was rejected.
+    route and the user's policy, picks V(post_copy), V(pre_copy), V(stream) or V(stop_and_copy), and
+    says why each better one was rejected.
   - V(auto) takes the best possible one. Post-copy is considered only with O(allow_post_copy), since
     until its last page has arrived the container's state is split between the two hosts.
   - A method asked for by name must be possible, or the filter fails naming the reason.
-  - Iterative pre-copy is always reported as rejected, with the source kernel's reason when it has one
-    (no soft-dirty tracking); Ferry does not run it yet.
+  - Iterative pre-copy (V(pre_copy)) needs a source whose kernel tracks dirty memory
+    (C(features.mem_dirty_track)) and the V(direct) route. V(auto) takes it before V(stream) unless
+    O(allow_pre_copy) is false.
 options:
   _input:
     description: V(auto), or a method by name.
@@ -38,8 +39,12 @@ options:
     description: Whether V(auto) may pick post-copy.
     type: bool
     default: false
+  allow_pre_copy:
+    description: Whether V(auto) may pick pre-copy.
+    type: bool
+    default: true
   route:
-    description: The transfer route; the page link of V(stream) and V(post_copy) needs V(direct).
+    description: The transfer route; the page link of V(stream) and V(post_copy), and V(pre_copy)'s iterations, need V(direct).
     type: str
     default: direct
   stream_transport:
@@ -74,9 +79,11 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
 
 
-def migration_method(requested, engine, source, target, allow_post_copy=False, route="direct", stream_transport="auto"):
+def migration_method(requested, engine, source, target, allow_post_copy=False, route="direct", stream_transport="auto",
+                     allow_pre_copy=True):
     try:
-        return _methods.choose(requested, engine, source or {}, target or {}, bool(allow_post_copy), route, stream_transport)
+        return _methods.choose(requested, engine, source or {}, target or {}, bool(allow_post_copy), route, stream_transport,
+                               bool(allow_pre_copy))
     except _methods.MethodError as exc:
         raise AnsibleFilterError("ferry.migrate.migration_method: %s" % exc)
 

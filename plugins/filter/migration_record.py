@@ -41,7 +41,10 @@ _value:
       C(failed_phase), C(found), C(recovered), C(downtime_seconds), C(total_seconds), C(bytes),
       C(page_link_bytes), C(page_link_reconnects), C(page_transport) (V(tls) when a stream's pages went
       CRIU to CRIU over TLS, V(ssh) over the page link, null without pages on a link),
-      C(split_window_seconds), C(throughput_mib_s),
+      C(split_window_seconds), C(throughput_mib_s) (of the final bundle's transfer),
+      C(pre_copy_iterations) (each pre-copy iteration with pages_written, bytes, frozen_seconds,
+      dump_seconds, send_seconds; empty for the other methods), C(pre_copy_stop) (V(converged),
+      V(no_progress) or V(max_iterations)),
       C(data_path), C(image_carried), C(criu_stats), C(phases) (name and seconds of each).
   type: dict
 """

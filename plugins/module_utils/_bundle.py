@@ -9,10 +9,17 @@ SHA-256; nothing is restored from a bundle that does not verify against it. A bu
 boot (as it was checkpointed, sent or received) holds a stamp that spares a second read of every
 file while none of them changed (_wire.stamp). Bundles hold process memory, secrets included:
 directories are 0700 and files 0600.
+
+A pre-copy (the criu engine's ``pre_copy``) makes a chain: its iterations are bundles of their own,
+``<id>.pre-1``, ``<id>.pre-2``... (``pre_copy_id``), each naming the one before as its ``parent``
+with the digest of that bundle's file list, and the final bundle names the last one. CRIU finds a
+parent's pages through a ``parent`` symbolic link in the bundle, ``../<parent id>``: the only thing
+in a bundle that is not a listed file, and only to the parent its manifest names (``link_parent``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +32,7 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_json_atomic
 
 MANIFEST = _wire.MANIFEST
+PARENT = "parent"  # CRIU's link to the parent images (criu/include/image.h, CR_PARENT_LINK)
 FORMAT = 1
 _PAGES = re.compile(r"^pages-\d+\.img\Z")
 
@@ -43,6 +51,10 @@ def check_id(checkpoint_id: str) -> str:
         raise BundleError("checkpoint_id %r must be 1-128 of [A-Za-z0-9_.-], starting with a letter or digit"
                           % (checkpoint_id,))
     return checkpoint_id
+
+
+def pre_copy_id(checkpoint_id: str, iteration: int) -> str:
+    return check_id(_wire.pre_copy_id(check_id(checkpoint_id), iteration))
 
 
 def check_file_name(name: str) -> str:
@@ -86,7 +98,7 @@ def describe_files(path: str) -> list[dict[str, t.Any]]:
     files = []
     for name in sorted(os.listdir(path)):
         full = os.path.join(path, name)
-        if name in (MANIFEST, _wire.STAMP):
+        if name in (MANIFEST, _wire.STAMP) or name == PARENT and os.path.islink(full):
             continue
         if not os.path.isfile(full) or os.path.islink(full):
             raise BundleError("bundle %s holds %s, which is not a regular file" % (path, name))
@@ -168,6 +180,8 @@ def verify(path: str, manifest: dict[str, t.Any] | None = None, rehash: bool = T
     listed = {entry["name"] for entry in manifest["files"]}
     rehash = rehash or not _wire.stamp_holds(path, sorted(listed))
     present = set(os.listdir(path)) - {MANIFEST, _wire.STAMP}
+    if PARENT in present and _parent_target(manifest) == _link_target(os.path.join(path, PARENT)):
+        present.discard(PARENT)
     problems += ["unexpected file %s" % name for name in sorted(present - listed)]
     for entry in manifest["files"]:
         full = os.path.join(path, entry["name"])
@@ -194,6 +208,59 @@ def verified(path: str) -> dict[str, t.Any]:
     return manifest
 
 
+def _parent_target(manifest: dict[str, t.Any]) -> str | None:
+    parent = manifest.get("parent")
+    return "../" + parent["id"] if isinstance(parent, dict) and _wire.valid_id(parent.get("id")) else None
+
+
+def _link_target(path: str) -> str | None:
+    return os.readlink(path) if os.path.islink(path) else None
+
+
+def files_digest(manifest: dict[str, t.Any]) -> str:
+    """The SHA-256 of a bundle's file list (names, sizes, SHA-256): what a child bundle pins its parent by."""
+    listed = [[entry["name"], entry["size"], entry["sha256"]] for entry in manifest["files"]]
+    return hashlib.sha256(json.dumps(listed, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def parent_of(manifest: dict[str, t.Any]) -> dict[str, t.Any]:
+    """A pre-copy iteration's bundle as its child's manifest names it."""
+    return {"id": manifest["id"], "digest": files_digest(manifest)}
+
+
+def verified_chain(images_dir: str, manifest: dict[str, t.Any]) -> list[dict[str, t.Any]]:
+    """The manifests of the bundles a checkpoint's ``manifest`` stands on, nearest first: each one of
+    its own pre-copy iterations, verified and matching the digest its child pins it by. Empty for a
+    bundle without a parent."""
+    chain, child, seen = [], manifest, {manifest["id"]}
+    while child.get("parent") is not None:
+        parent = child["parent"]
+        if not isinstance(parent, dict) or parent.get("id") in seen or not _wire.of_checkpoint(parent.get("id"), manifest["id"]):
+            raise BundleError("checkpoint %s names a parent that is not one of its pre-copy iterations: %r" % (child["id"], parent))
+        seen.add(parent["id"])
+        found = verified(final_path(images_dir, parent["id"]))
+        if files_digest(found) != parent.get("digest"):
+            raise BundleError("checkpoint %s: its parent %s is not the one it was dumped on (file list digest differs)"
+                              % (child["id"], parent["id"]))
+        chain.append(found)
+        child = found
+    return chain
+
+
+def link_chain(images_dir: str, manifests: list[dict[str, t.Any]]) -> None:
+    """CRIU's ``parent`` link in each bundle of a verified chain (a bundle, then its parents) to the
+    next, as CRIU made them where the chain was dumped."""
+    for manifest in manifests:
+        if manifest.get("parent") is None:
+            continue
+        link, target = os.path.join(final_path(images_dir, manifest["id"]), PARENT), _parent_target(manifest)
+        if _link_target(link) == target:
+            continue
+        if os.path.lexists(link):
+            raise BundleError("bundle %s holds a %s that is not its link to %s" % (manifest["id"], PARENT, target))
+        os.symlink(target, link)
+
+
 def total_bytes(manifest: dict[str, t.Any]) -> int:
     return sum(entry["size"] for entry in manifest["files"])
 
@@ -211,9 +278,18 @@ def remove_tree(path: str) -> bool:
     return True
 
 
+def pre_copy_ids(images_dir: str, checkpoint_id: str) -> list[str]:
+    """The pre-copy iterations of a checkpoint that this host holds, whole or partial."""
+    names = os.listdir(images_dir) if os.path.isdir(images_dir) else []
+    bundles = {name[len(".partial-"):] if name.startswith(".partial-") else name for name in names}
+    return sorted(name for name in bundles if name != checkpoint_id and _wire.of_checkpoint(name, checkpoint_id))
+
+
 def leftovers(images_dir: str, checkpoint_id: str) -> list[str]:
-    """What a checkpoint left here: the bundle, a partial one, a TLS stream's one-time credentials."""
-    return [path for path in (where(images_dir, checkpoint_id) for where in (partial_path, credentials_path, final_path))
+    """What a checkpoint left here: the bundle, a partial one, a TLS stream's one-time credentials, and
+    the same of its pre-copy iterations."""
+    ids = [checkpoint_id] + pre_copy_ids(images_dir, checkpoint_id)
+    return [path for each in ids for path in (where(images_dir, each) for where in (partial_path, credentials_path, final_path))
             if os.path.lexists(path)]
 
 

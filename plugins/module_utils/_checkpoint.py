@@ -5,12 +5,15 @@
 
 1. A verified bundle of a container that no longer runs is the checkpoint already taken.
 2. The target's receiver is reached before the freeze, so its start-up is not downtime (``send``).
+   Pre-copy: the engine pre-dumps the running container into bundles of their own, each sent to the
+   target at once, until the stop rules (``pre_copy_stop``) end the iterations.
 3. The engine dumps into a private partial directory; from then on the container may be stopped.
 4. The bundle is finalised (manifest, checksums, its final name); with ``send``, it is first
    delivered from here, hashed as it goes, so it is read once. Post-copy delivers it from inside the dump (the engine's ``handover``), before the lazy pages
    move, so the target restores while they do.
 5. Whatever fails: the receiver's session ends, a container stopped for nothing runs again here, and
-   the partial directory goes. The error says which of these happened.
+   the partial directory goes (with the pre-copy iterations here). The error says which of these
+   happened.
 """
 
 from __future__ import annotations
@@ -24,6 +27,34 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _cri
 
 # The options a manifest records, which its restore (and a resume here) reads back.
 RECORDED = ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")
+# When pre-copy stops iterating (the checkpoint module's option pre_copy).
+PRE_COPY_SPEC = dict(
+    max_iterations=dict(type="int", default=8),
+    converged_bytes=dict(type="int", default=8 << 20),
+    unconverged=dict(type="str", choices=["finish", "abort"], default="finish"),
+)
+# An iteration that writes more than this share of the one before it made no progress (P.Haul's rule).
+PROGRESS = 0.9
+
+
+def _mib(size: int) -> str:
+    return "%.2f MiB" % (size / 1048576.0)
+
+
+def pre_copy_stop(written: list[int], rules: dict[str, t.Any]) -> tuple[str, str] | None:
+    """Whether pre-copy stops after iterations that wrote ``written`` bytes of pages, oldest first:
+    None to iterate again, else (``converged``, ``no_progress`` or ``max_iterations``, why). Only a
+    converged pre-copy leaves little for the final dump; the others stop because iterating more would
+    not help (the container dirties memory as fast as it is sent) or has gone on long enough."""
+    last = written[-1]
+    if last <= rules["converged_bytes"]:
+        return "converged", "iteration %d wrote %s, at most converged_bytes (%s)" % (len(written), _mib(last), _mib(rules["converged_bytes"]))
+    if len(written) > 1 and last > PROGRESS * written[-2]:
+        return "no_progress", ("iteration %d wrote %s against %s before: the container dirties memory about as fast as "
+                               "it is sent" % (len(written), _mib(last), _mib(written[-2])))
+    if len(written) >= rules["max_iterations"]:
+        return "max_iterations", "%d iterations (max_iterations) and still %s dirty" % (len(written), _mib(last))
+    return None
 
 
 class Failed(Exception):
@@ -58,14 +89,20 @@ class Checkpoint:
         self.frozen_at: float | None = None
         self.criu_version = ""
         self.handed_over: dict[str, t.Any] = {}  # post-copy: what the handover did, or why it failed
+        self.pre_copied: dict[str, t.Any] = {}  # pre-copy: its iterations, why they stopped, the last one
 
     def refusal(self) -> str | None:
         """What is wrong with the request, before anything changes; None when nothing is."""
         method, offered = self.params["method"], self.engine.capabilities["methods"]
         if method not in offered:
-            return "method: engine %s offers %s only, not %s" % (self.engine.name, " and ".join(offered), method)
+            return "method: engine %s offers %s only, not %s" % (self.engine.name, ", ".join(offered), method)
         if method != "stop_and_copy" and self.params["leave_running"]:
             return "leave_running: a copy is taken with method stop_and_copy only"
+        if method == "pre_copy":
+            try:
+                _bundle.pre_copy_id(self.checkpoint_id, 9999)
+            except _bundle.BundleError:
+                return "checkpoint_id: at most 119 characters with method pre_copy (its iterations are <id>.pre-<n>)"
         return None
 
     def taken(self) -> dict[str, t.Any] | None:
@@ -91,6 +128,8 @@ class Checkpoint:
         fields, bundle_dir, frozen = None, partial, False
         try:
             self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
+            if self.params["method"] == "pre_copy":
+                self._pre_copy()
             self.frozen_at = _engine.now()
             frozen = not self.params["leave_running"]
             started = time.monotonic()
@@ -106,9 +145,41 @@ class Checkpoint:
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _transport.TransportError, OSError) as exc:
             raise self._undo(exc, fields, bundle_dir, partial, frozen) from exc
 
+    def _pre_copy(self) -> None:
+        """Pre-dump the running container again and again, each iteration a bundle of its own sent to
+        the target at once, until pre_copy_stop says enough; the final dump stands on the last one."""
+        rules, iterations, parent = self.params["pre_copy"], [], None
+        while True:
+            bundle_id = _bundle.pre_copy_id(self.checkpoint_id, len(iterations) + 1)
+            partial = _bundle.start(self.images_dir, bundle_id)
+            started = time.monotonic()
+            fields = self.engine.pre_dump(self.container, partial, parent and parent["id"])
+            dumped = time.monotonic()
+            manifest, sent = self._finalise(dict(fields, parent=parent), bundle_id, _receiver(self.params["send"]))
+            stats = fields.get("stats") or {}
+            iterations.append({
+                "iteration": len(iterations) + 1,
+                "pages_written": stats.get("pages_written", 0),
+                "pages_skipped_parent": stats.get("pages_skipped_parent", 0),
+                "bytes": _bundle.total_bytes(manifest),
+                "frozen_seconds": round(stats.get("frozen_time", 0) / 1e6, 3),
+                "dump_seconds": round(dumped - started, 3),
+                "send_seconds": sent["seconds"],
+            })
+            parent = _bundle.parent_of(manifest)
+            stop = pre_copy_stop([each["pages_written"] * os.sysconf("SC_PAGE_SIZE") for each in iterations], rules)
+            if stop:
+                break
+        self.pre_copied = {"iterations": iterations, "stop": stop[0], "why": stop[1], "parent": parent}
+        if stop[0] != "converged" and rules["unconverged"] == "abort":
+            raise _engine.EngineError("pre-copy stopped without converging: %s (pre_copy.unconverged is abort); %s runs on here"
+                                      % (stop[1], self.container))
+
     def _dump(self, partial: str, handover: t.Callable[[dict[str, t.Any]], bool] | None) -> dict[str, t.Any]:
         link = self.params["page_link"]
         options = dict(self.options, page_link=dict(link, checkpoint_id=self.checkpoint_id) if link else None)
+        if self.pre_copied:
+            options["parent"] = self.pre_copied["parent"]["id"]
         try:
             return self.engine.checkpoint(self.container, partial, options, handover=handover)
         except _engine.EngineError as exc:
@@ -131,9 +202,15 @@ class Checkpoint:
             return False
         return True
 
-    def _finalise(self, fields: dict[str, t.Any]) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
+    def _finalise(self, fields: dict[str, t.Any], bundle_id: str | None = None,
+                  receiver: t.Any = None) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
         """The bundle's manifest, written, and what sending it did (None without a receiver). A bundle
-        for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once."""
+        for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once. The
+        checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own)."""
+        bundle_id, receiver = bundle_id or self.checkpoint_id, receiver or self.receiver
+        if self.pre_copied and bundle_id == self.checkpoint_id:
+            fields = dict(fields, parent=self.pre_copied["parent"],
+                          pre_copy={key: self.pre_copied[key] for key in ("iterations", "stop", "why")})
         fields = dict(
             fields,
             engine=self.engine.name,
@@ -143,14 +220,14 @@ class Checkpoint:
             frozen_at=None if self.params["leave_running"] else self.frozen_at,
             checkpointed_at=_engine.now(),
         )
-        if not self.receiver:
-            return _bundle.finalise(self.images_dir, self.checkpoint_id, fields), None
-        sent = self._send(_bundle.header(self.images_dir, self.checkpoint_id, fields))
-        return _bundle.finalise(self.images_dir, self.checkpoint_id, fields, sent["sha256"]), sent
+        if not receiver:
+            return _bundle.finalise(self.images_dir, bundle_id, fields), None
+        sent = self._send(receiver, _bundle.header(self.images_dir, bundle_id, fields))
+        return _bundle.finalise(self.images_dir, bundle_id, fields, sent["sha256"]), sent
 
-    def _send(self, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
+    def _send(self, receiver: t.Any, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
         try:
-            return self._deliver(self.receiver, _bundle.partial_path(self.images_dir, self.checkpoint_id), manifest)
+            return self._deliver(receiver, _bundle.partial_path(self.images_dir, manifest["id"]), manifest)
         except _transport.TransportError as exc:
             raise _transport.TransportError("sending the checkpoint to %s failed: %s" % (self.params["send"]["target"], exc)) from exc
 
@@ -166,10 +243,14 @@ class Checkpoint:
             except (_engine.EngineError, _criu.CriuError, OSError) as again:
                 resumed = " (and resuming %s failed too: %s)" % (self.container, again)
         _bundle.remove_tree(partial)
+        for each in _bundle.pre_copy_ids(self.images_dir, self.checkpoint_id):
+            _bundle.remove(self.images_dir, each)
         return Failed("%s%s" % (exc, resumed), getattr(exc, "detail", "") or getattr(exc, "log", ""), frozen)
 
     def _result(self, manifest: dict[str, t.Any], changed: bool = True, **more: t.Any) -> dict[str, t.Any]:
-        return dict(more, changed=changed, path=self.path, manifest=manifest, bytes=_bundle.total_bytes(manifest))
+        # The pre-copy iterations' bytes count too: they went to the target as well.
+        pre_copied = sum(each["bytes"] for each in (manifest.get("pre_copy") or {}).get("iterations", []))
+        return dict(more, changed=changed, path=self.path, manifest=manifest, bytes=_bundle.total_bytes(manifest) + pre_copied)
 
 
 def _receiver(send: dict[str, t.Any]) -> _transport.Channel:

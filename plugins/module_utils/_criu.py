@@ -230,6 +230,19 @@ class Criu:
         finally:
             self._close(client)
 
+    def pre_dump(self, images_dir: str, pid: int, parent: str | None = None) -> None:
+        """A pre-dump of ``pid``'s memory, tracking what it dirties from now on; with ``parent`` (a
+        sibling directory of ``images_dir``), only the pages changed since that pre-dump. The tree is
+        frozen while its pages are collected, and runs on while they are written."""
+        client = self._new(images_dir, log_file="pre-dump.log", pid=pid, track_mem=True,
+                           parent_img="../" + parent if parent else None)
+        try:
+            client.pre_dump()
+        except pycriu.CRIUException as exc:
+            raise CriuError("criu pre-dump of pid %d failed: %s" % (pid, exc), log_tail(images_dir, "pre-dump.log"))
+        finally:
+            self._close(client)
+
     @staticmethod
     def _dump_notified(client: t.Any, notify: t.Callable[[str], bool]) -> t.Any:
         """pycriu's dump() cannot answer CRIU's notifications; this is its loop with answers."""

@@ -65,6 +65,13 @@ class Engine:
         """
         raise NotImplementedError
 
+    def pre_dump(self, container: str, bundle_dir: str, parent: str | None) -> dict[str, t.Any]:
+        """Pre-copy (an engine offering ``pre_copy``): write the running container's memory into
+        ``bundle_dir`` and track what it dirties from now on; with ``parent`` (the previous iteration's
+        bundle, a sibling), only what changed since. Returns manifest fields. The final checkpoint then
+        gets ``options["parent"]``, the last iteration's bundle."""
+        raise NotImplementedError
+
     def restore(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
         raise NotImplementedError
 

@@ -5,7 +5,8 @@
 
 1. wait (optional): the source delivers the bundle itself; ``state=absent`` for the same checkpoint,
    or its page link failing, ends the wait.
-2. verify: the manifest and every file's checksum, the engine it names, a CRIU here no older than
+2. verify: the manifest and every file's checksum (and those of the pre-copy iterations it stands
+   on, each pinned by its child), the engine it names, a CRIU here no older than
    the one that took it, and the CPU (CRIU's cpuinfo check); a resume on the source skips the last two.
 3. restore (or resume), unless the container already runs from it.
 ``state=absent`` removes what a restore of the checkpoint left here (the rollback of a target).
@@ -40,6 +41,7 @@ class Restore:
         self.checkpoint_id = _bundle.check_id(params["checkpoint_id"])
         self.images_dir = params["images_dir"]
         self.path = _bundle.final_path(self.images_dir, self.checkpoint_id)
+        self.chain: list[dict[str, t.Any]] = []
 
     def remove(self, check_mode: bool) -> dict[str, t.Any]:
         marker = wait_marker(self.images_dir, self.checkpoint_id)
@@ -83,9 +85,11 @@ class Restore:
                 os.unlink(marker)
 
     def verified(self) -> tuple[dict[str, t.Any], _engine.Engine]:
-        """The bundle's manifest and its engine, once everything about it checks out."""
+        """The bundle's manifest and its engine, once everything about it checks out, the bundles of
+        its pre-copy iterations included (``self.chain``)."""
         try:
             manifest = _bundle.verified(self.path)
+            self.chain = [manifest] + _bundle.verified_chain(self.images_dir, manifest)
         except _bundle.BundleError as exc:
             raise Failed(str(exc), "verify", problems=exc.problems) from None
         wanted = self.params["engine"]
@@ -117,8 +121,9 @@ class Restore:
         phase = "resume" if resume else "restore"
         started = time.monotonic()
         try:
+            _bundle.link_chain(self.images_dir, self.chain)  # CRIU finds the earlier iterations' pages through them
             result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
-        except (_engine.EngineError, _criu.CriuError, OSError) as exc:
+        except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
             raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
         return dict(result, changed=True, running_at=_engine.now(), seconds=round(time.monotonic() - started, 3))
 

@@ -121,7 +121,7 @@ def _tls_why(link, log):
 class TreeEngine(Engine):
     name = "criu"
     # A tree runs on the host itself, found through its pidfile; CRIU's page server and lazy pages move its memory.
-    capabilities = {"methods": ["post_copy", "stream", "stop_and_copy"], "carries_image": False, "exec": [], "identity": "pidfile"}
+    capabilities = {"methods": ["post_copy", "pre_copy", "stream", "stop_and_copy"], "carries_image": False, "exec": [], "identity": "pidfile"}
 
     def _pidfile(self, name: str) -> str:
         return self.module.params.get("pidfile") or os.path.join(self.module.params.get("tree_dir") or DEFAULT_TREE_DIR, pid_file_name(name))
@@ -152,14 +152,28 @@ class TreeEngine(Engine):
         names = sorted(f[:-4] for f in os.listdir(tree_dir) if f.endswith(".pid")) if os.path.isdir(tree_dir) else []
         return [self._summary(name, os.path.join(tree_dir, pid_file_name(name))) for name in names]
 
-    def checkpoint(self, container, bundle_dir, options, handover=None):
+    def _running(self, container):
         info = self.describe(container)
         if not info or not info["pid"]:
             raise EngineError("no running process tree %s (pidfile %s)" % (container, self._pidfile(container)))
+        return info
+
+    def pre_dump(self, container, bundle_dir, parent):
+        info = self._running(container)
+        try:
+            self.criu.pre_dump(bundle_dir, info["pid"], parent)
+        except CriuError as exc:
+            raise EngineError(str(exc), exc.log) from exc
+        return {"container": info, "stats": criu_stats(bundle_dir, "stats-dump")}
+
+    def checkpoint(self, container, bundle_dir, options, handover=None):
+        info = self._running(container)
         method = options.get("method") or "stop_and_copy"
         link = options.get("page_link") or {}
         extra, relay, fields, tls_dir = {}, None, {"container": info}, None
-        if method == "stream" and link.get("tls"):
+        if options.get("parent"):  # pre-copy's last dump: only what changed since the last iteration
+            extra = {"track_mem": True, "parent_img": "../" + options["parent"]}
+        elif method == "stream" and link.get("tls"):
             # CRIU itself, over its TLS, to the target's page server: no relay, no SSH, no Python
             tls_dir = _bundle.credentials_path(os.path.dirname(bundle_dir), link["checkpoint_id"])
             files = _pagelink.tls_files(tls_dir, link["tls"])

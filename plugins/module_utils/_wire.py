@@ -5,7 +5,8 @@
 
 Module ferry.migrate.transfer_access installs this file on a host as a standalone script and makes it
 the forced command of a one-time SSH key, so the key can do nothing but deliver (``receive``) or hand
-out (``send``, for a relay through the controller) one checkpoint bundle. It therefore depends on the
+out (``send``, for a relay through the controller) one checkpoint bundle (receiving, also the bundles
+of its pre-copy iterations, ``<id>.pre-<n>``). It therefore depends on the
 standard library only and trusts nothing it reads. Module ferry.migrate.transfer runs the same ``send``
 into an OpenSSH client, which encrypts and authenticates everything (no cryptography of Ferry's own).
 
@@ -62,6 +63,17 @@ class WireError(Exception):
 def valid_id(checkpoint_id):
     """A checkpoint id names a directory: letters, digits, ``_.-``, no leading dot, no slash."""
     return isinstance(checkpoint_id, str) and bool(_ID.match(checkpoint_id)) and ".." not in checkpoint_id
+
+
+def pre_copy_id(checkpoint_id, iteration):
+    """The bundle of a pre-copy's ``iteration`` (1, 2, ...): CRIU's pre-dump, sent while the tree runs."""
+    return "%s.pre-%d" % (checkpoint_id, iteration)
+
+
+def of_checkpoint(bundle_id, checkpoint_id):
+    """``bundle_id`` is the checkpoint's own bundle or one of its pre-copy iterations."""
+    return valid_id(bundle_id) and (bundle_id == checkpoint_id or bool(
+        bundle_id.startswith(checkpoint_id + ".pre-") and re.match(r"^[1-9][0-9]{0,3}\Z", bundle_id[len(checkpoint_id) + 5:])))
 
 
 def valid_file_name(name):
@@ -198,7 +210,7 @@ def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
 # ---- receiving -----------------------------------------------------------------------------------
 
 def _check_manifest(manifest, checkpoint_id):
-    if not isinstance(manifest, dict) or manifest.get("id") != checkpoint_id:
+    if not isinstance(manifest, dict) or not of_checkpoint(manifest.get("id"), checkpoint_id):
         raise WireError("this key may only deliver checkpoint %s" % checkpoint_id)
     files = manifest.get("files")
     if not isinstance(files, list):
@@ -379,12 +391,12 @@ def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     _check_manifest(manifest, checkpoint_id)
     if compress not in ("none", "zstd"):
         raise WireError("unknown compression %r" % (compress,))
-    final = os.path.join(images_dir, checkpoint_id)
+    final = os.path.join(images_dir, manifest["id"])
     have = _complete(final, manifest)
     reply({"have": have})
     if have or header.get("probe"):
         return {"have": have}
-    partial = os.path.join(images_dir, ".partial-" + checkpoint_id)
+    partial = os.path.join(images_dir, ".partial-" + manifest["id"])
     if os.path.lexists(partial):
         shutil.rmtree(partial)
     os.makedirs(partial, mode=0o700)

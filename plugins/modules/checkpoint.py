@@ -83,9 +83,42 @@ options:
         with RV(pages_done_at). If the bundle cannot be sent, CRIU resumes the tree here at once. If the
         page link fails for good later, the target's copy is stopped, CRIU resumes the tree here from
         its frozen state, and what the target did meanwhile is lost (reported as an error).
+      - V(pre_copy) (a kernel that tracks dirty memory, see M(ferry.migrate.criu_info)) pre-dumps the
+        running tree again and again, each iteration into a bundle of its own, C(<checkpoint_id>.pre-<n>),
+        sent with O(send) at once, each after the first holding only the pages changed since the one
+        before. The stop rules of O(pre_copy) end the iterations; then the tree is frozen and dumped as
+        with V(stop_and_copy), but only what changed since the last iteration, and the bundle names the
+        chain it stands on, each link by the digest of its file list, which the target checks before it
+        restores. The tree is frozen for a moment in each iteration, while CRIU collects its pages.
     type: str
-    choices: [stop_and_copy, stream, post_copy]
+    choices: [stop_and_copy, stream, post_copy, pre_copy]
     default: stop_and_copy
+  pre_copy:
+    description:
+      - With O(method=pre_copy), when the iterations stop, after any of them, first rule first.
+      - The pre-copy I(converged) when an iteration wrote at most O(pre_copy.converged_bytes) of pages.
+      - It made I(no progress) when an iteration wrote more than 90% of what the one before wrote, that
+        is, the tree dirties its memory about as fast as it is sent (P.Haul's rule).
+      - It stops after O(pre_copy.max_iterations) in any case.
+    type: dict
+    default: {}
+    suboptions:
+      max_iterations:
+        description: The most iterations before the final dump.
+        type: int
+        default: 8
+      converged_bytes:
+        description: Pages (in bytes) that an iteration may write and still count as converged.
+        type: int
+        default: 8388608
+      unconverged:
+        description:
+          - What follows iterations that stopped without converging. V(finish) freezes and dumps what is
+            still dirty (the downtime of a stop-and-copy of that much). V(abort) fails the checkpoint,
+            the tree running on here, never frozen but for the iterations' moments.
+        type: str
+        choices: [finish, abort]
+        default: finish
   page_link:
     description:
       - The page link to the target, for O(method=stream) and O(method=post_copy), whose target end
@@ -148,8 +181,8 @@ options:
     description:
       - Where to send the bundle the moment it is written, as M(ferry.migrate.transfer) would (a key
         authorised by M(ferry.migrate.transfer_access)), over a connection opened before the freeze.
-        Required with O(method=post_copy); with the other methods it keeps a separate transfer task,
-        and its round trip through the controller, out of the downtime.
+        Required with O(method=post_copy) and O(method=pre_copy); with the other methods it keeps a
+        separate transfer task, and its round trip through the controller, out of the downtime.
       - The bundle goes as CRIU wrote it, each file's SHA-256 taken as it is sent and checked by the
         receiver, so it is read once; the manifest here and there then lists those checksums.
       - If the bundle cannot be delivered, the container runs again here from its checkpoint.
@@ -228,11 +261,15 @@ path:
   type: str
   sample: /var/lib/ferry/redis-20261124
 manifest:
-  description: The bundle's manifest (files with size and sha256, container, criu_version, stats, frozen_at).
+  description:
+    - The bundle's manifest (files with size and sha256, container, criu_version, stats, frozen_at).
+    - With O(method=pre_copy), C(parent) (the last iteration's bundle) and C(pre_copy), its
+      C(iterations) (each with pages_written, bytes, frozen_seconds, dump_seconds, send_seconds), the
+      rule that ended them (C(stop)) and C(why).
   returned: state=present and not in check mode
   type: dict
 bytes:
-  description: Total size of the bundle's files.
+  description: Total size of the bundle's files, with O(method=pre_copy) its iterations' too.
   returned: state=present and not in check mode
   type: int
   sample: 10485760
@@ -285,7 +322,8 @@ def main():
             include_image=dict(type="bool", default=False),
             pidfile=dict(type="path"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
-            method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy"], default="stop_and_copy"),
+            method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy", "pre_copy"], default="stop_and_copy"),
+            pre_copy=dict(type="dict", default={}, options=_checkpoint.PRE_COPY_SPEC),
             page_link=dict(type="dict", options=dict(
                 _transport.PEER_SPEC, give_up=dict(type="float", default=30),
                 tls=dict(type="dict", no_log=False, options=dict(_pagelink.TLS_SPEC, port=dict(type="int", required=True))))),
@@ -293,7 +331,7 @@ def main():
         ),
         required_one_of=[("container", "checkpoint_id")],
         required_if=[("state", "present", ("container",)), ("method", "stream", ("page_link",)),
-                     ("method", "post_copy", ("page_link", "send"))],
+                     ("method", "post_copy", ("page_link", "send")), ("method", "pre_copy", ("send",))],
         supports_check_mode=True,
     )
     _checkpoint.run(module)

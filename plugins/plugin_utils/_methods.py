@@ -9,9 +9,9 @@ import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _engines
 
-# Best first: lowest downtime. Pre-copy would sit between post-copy and stream; Ferry does not run it
-# yet, so it is only ever reported as rejected, with the host's reason when it has one.
-METHODS = ("post_copy", "stream", "stop_and_copy")
+# Best first: lowest downtime. Pre-copy's final dump carries only what changed during its last
+# iteration, where a stream carries all memory while the container is frozen.
+METHODS = ("post_copy", "pre_copy", "stream", "stop_and_copy")
 REQUESTS = ("auto",) + METHODS
 PAGE_LINK = ("post_copy", "stream")
 TRANSPORTS = ("auto", "tls", "ssh")
@@ -25,8 +25,14 @@ def _why_not(method: str, engine: str, source: dict[str, t.Any], target: dict[st
     """Why ``method`` cannot move this container between these hosts; None when it can."""
     offered = _engines.capabilities(engine)["methods"]
     if method not in offered:
-        return "engine %s offers %s only" % (engine, " and ".join(offered))
+        return "engine %s offers %s only" % (engine, ", ".join(offered))
     if method == "stop_and_copy":
+        return None
+    if method == "pre_copy":
+        if not (source.get("features") or {}).get("mem_dirty_track"):
+            return "the source's kernel does not track dirty memory (no soft-dirty)"
+        if route != "direct":
+            return "its iterations go straight to the target while the container runs (route %s)" % route
         return None
     if route != "direct":
         return "the page link needs the hosts to reach each other (route %s)" % route
@@ -55,7 +61,8 @@ def _transport(method: str, requested: str, source: dict[str, t.Any], target: di
 
 
 def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[str, t.Any],
-           allow_post_copy: bool = False, route: str = "direct", stream_transport: str = "auto") -> dict[str, t.Any]:
+           allow_post_copy: bool = False, route: str = "direct", stream_transport: str = "auto",
+           allow_pre_copy: bool = True) -> dict[str, t.Any]:
     """The method to use: {"method", "reason", "rejected": {method: why}, "transport"}.
 
     ``transport`` says how a stream's or a post-copy's pages travel (``tls`` or ``ssh``; None for
@@ -65,7 +72,7 @@ def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[s
     ``source`` and ``target`` are the hosts' ferry_criu facts (ferry.migrate.criu_info). A method
     asked for by name must be possible, or this fails saying why. ``auto`` takes the best possible
     one; post-copy only with ``allow_post_copy``, because until its last page has arrived the
-    container's state is split between the two hosts.
+    container's state is split between the two hosts; pre-copy unless ``allow_pre_copy`` is false.
     """
     if requested not in REQUESTS:
         raise MethodError("method must be one of %s, not %r" % (", ".join(REQUESTS), requested))
@@ -73,11 +80,7 @@ def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[s
         raise MethodError("stream_transport must be one of %s, not %r" % (", ".join(TRANSPORTS), stream_transport))
     if engine not in _engines.ENGINES:
         raise MethodError("engine must be one of %s, not %r" % (", ".join(_engines.ENGINES), engine))
-    rejected = {}
-    if not (source.get("features") or {}).get("mem_dirty_track"):
-        rejected["pre_copy"] = "the source's kernel does not track dirty memory (no soft-dirty)"
-    else:
-        rejected["pre_copy"] = "Ferry does not run iterative pre-copy yet"
+    rejected: dict[str, str] = {}
     if requested != "auto":
         why = _why_not(requested, engine, source, target, route)
         if why:
@@ -88,6 +91,8 @@ def choose(requested: str, engine: str, source: dict[str, t.Any], target: dict[s
         why = _why_not(method, engine, source, target, route)
         if why is None and method == "post_copy" and not allow_post_copy:
             why = "not allowed: post-copy splits the state between the hosts until its last page arrives (allow_post_copy)"
+        if why is None and method == "pre_copy" and not allow_pre_copy:
+            why = "not allowed (allow_pre_copy)"
         if why is None:
             return {"method": method, "reason": "best possible", "rejected": rejected,
                     "transport": _transport(method, stream_transport, source, target)}

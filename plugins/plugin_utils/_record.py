@@ -46,6 +46,9 @@ def record(facts: dict[str, t.Any]) -> dict[str, t.Any]:
     post_copy = method.get("method") == "post_copy"
     link = (checkpoint.get("page_link") if post_copy else manifest.get("page_link")) or {}
     link_bytes = int(link.get("bytes_out") or 0)
+    pre_copy = manifest.get("pre_copy") or {}
+    iterations = pre_copy.get("iterations") or []
+    final_bytes = int(checkpoint.get("bytes") or 0) - sum(int(each.get("bytes") or 0) for each in iterations)
     migrated = outcome == "migrated"
     seconds = moved.get("seconds")
     result = {key: facts.get(key) for key in _MOVE}
@@ -71,15 +74,20 @@ def record(facts: dict[str, t.Any]) -> dict[str, t.Any]:
         "page_link_reconnects": int(link.get("reconnects") or 0),
         "page_transport": link.get("transport"),
         "split_window_seconds": _seconds(checkpoint.get("pages_done_at"), restore.get("running_at")) if migrated and post_copy else None,
-        "throughput_mib_s": round(int(checkpoint.get("bytes") or 0) / 1048576.0 / float(seconds), 1) if migrated and seconds else None,
+        "throughput_mib_s": round(final_bytes / 1048576.0 / float(seconds), 1) if migrated and seconds else None,
+        "pre_copy_iterations": iterations if migrated else [],
+        "pre_copy_stop": pre_copy.get("stop") if migrated else None,
         "data_path": moved.get("data_path"),
         "image_carried": bool(facts.get("image_carried")),
         "criu_stats": manifest.get("stats"),
         "phases": [],
     })
     if migrated:
+        # Pre-copy's iterations run between the preflight and the freeze.
+        pre_copied = [{"name": "pre_copy", "seconds": round(sum(each["dump_seconds"] + each["send_seconds"] for each in iterations), 3)}]
         result["phases"] = [
             {"name": "preflight", "seconds": _seconds(marks.get("preflight"), started)},
+        ] + (pre_copied if iterations else []) + [
             {"name": "checkpoint", "seconds": checkpoint.get("seconds", 0)},
             {"name": "transfer", "seconds": seconds},
             {"name": "restore", "seconds": restore.get("seconds")},

@@ -98,9 +98,10 @@ def ssh(host, command, check=True):
     return proc.stdout.strip()
 
 
-def memory_tree(node, name, port, mib):
-    """A criu-engine tree holding ``mib`` MiB it never changes and a count it keeps raising."""
-    ssh(node, "ferry-lab spawn-tree %s python3 /usr/local/lib/ferry-lab/ferry_memory.py %d %d" % (name, port, mib))
+def memory_tree(node, name, port, mib, dirty=0):
+    """A criu-engine tree holding ``mib`` MiB and a count it keeps raising; with ``dirty``, rewriting
+    those MiB at that many MiB/s (see roles/lab/files/ferry_memory.py)."""
+    ssh(node, "ferry-lab spawn-tree %s python3 /usr/local/lib/ferry-lab/ferry_memory.py %d %d %s" % (name, port, mib, dirty))
     for _attempt in range(100):
         if ssh(node, "python3 -c \"import socket; socket.create_connection(('127.0.0.1', %d))\" 2>/dev/null && echo up" % port, check=False) == "up":
             return
@@ -108,11 +109,11 @@ def memory_tree(node, name, port, mib):
     raise AssertionError("the memory workload did not start on %s" % node)
 
 
-def memory_state(node, port):
-    """(count, sha256 of the workload's bytes) from a ferry_memory.py tree."""
+def memory_state(node, port, writes=False):
+    """(count, sha256 of the workload's bytes) from a ferry_memory.py tree, and the writes it made with ``writes``."""
     text = ssh(node, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', %d)).recv(128).decode())\"" % (port + 1))
-    found, digest = text.split()
-    return int(found), digest
+    found, digest, made = text.split()
+    return (int(found), digest, int(made)) if writes else (int(found), digest)
 
 
 def read_counter(node, port):

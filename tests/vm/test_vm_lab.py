@@ -1,8 +1,30 @@
 """The VM lab (issue #17): guests on Debian's cloud kernel, where CRIU can track dirty memory, and
 Ferry migrating between them over real SSH as between any hosts."""
+import os
+import re
+import sys
 import time
 
 from lab import images_dir, memory_state, memory_tree, migrate, module, read_counter, ssh
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles", "lab", "files"))
+from ferry_memory import expected_digest  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def said(proc):
+    """The play's output with line wrapping undone, to look for phrases in."""
+    return " ".join(proc.stdout.split())
+
+
+def downtime(proc):
+    return float(re.search(r"downtime\s+([0-9.]+)\s+s", said(proc)).group(1))
+
+
+def whole(node, port, mib):
+    """The writer's state on ``node``, once its bytes are checked to be exactly what its writes made them."""
+    count, digest, writes = memory_state(node, port, writes=True)
+    assert digest == expected_digest(mib, writes), "a page of %s's memory is not what its %d writes made it" % (node, writes)
+    return count, writes
 
 
 def test_guests_run_their_own_kernel_which_tracks_dirty_memory(vm_lab):
@@ -52,3 +74,41 @@ def test_a_second_pre_dump_sends_only_what_changed(clean):
     # The tree ran on all along, its bytes untouched.
     later, same = memory_state("node1", 7301)
     assert later > count and same == digest
+
+
+def test_a_tree_that_keeps_writing_moves_by_pre_copy_with_every_page_and_less_downtime(clean):
+    """64 MiB rewritten at 0.5 MiB/s: pre-copy sends it while the tree runs, then only what the last
+    iteration left dirty. Stop-and-copy of the same tree, back, must freeze it for longer. (An
+    iteration takes about 7 s under emulation: at 1 MiB/s it would leave about as much dirty as the
+    8 MiB of converged_bytes, and stop for no progress instead.)"""
+    memory_tree("node1", "writer", 7401, 64, dirty=0.5)
+    time.sleep(2)
+    count, writes = whole("node1", 7401, 64)
+    assert writes > 0
+    forward = migrate("writer", "node1", "node2", migrate_engine="criu")
+    assert "by pre_copy (best possible)" in said(forward), said(forward)[-1500:]
+    assert re.search(r"after \d+ pre-copy iterations \(converged\)", said(forward)), said(forward)[-1500:]
+    later, more = whole("node2", 7401, 64)
+    assert later > count and more > writes, "the tree did not carry on counting and writing"
+    assert ssh("node1", "ls /run/ferry/trees") == "" and ssh("node2", "ls /run/ferry/trees") == "writer.pid"
+    assert images_dir("node1") == "" and images_dir("node2") == ""  # every iteration's bundle is gone too
+    back = migrate("writer", "node2", "node1", migrate_engine="criu", migrate_method="stop_and_copy")
+    whole("node1", 7401, 64)
+    assert downtime(forward) < downtime(back), "pre-copy %.3f s, stop-and-copy %.3f s" % (downtime(forward), downtime(back))
+
+
+def test_a_tree_that_writes_faster_than_pre_copy_sends_stops_it_and_runs_on_as_the_policy_says(clean):
+    """Every iteration finds about as much dirty as the one before: no progress. With
+    migrate_pre_copy_unconverged abort, the migration fails before the freeze and the tree runs on."""
+    memory_tree("node1", "racer", 7402, 16, dirty=64)
+    time.sleep(2)
+    count, writes = whole("node1", 7402, 16)
+    failed = migrate("racer", "node1", "node2", check=False, migrate_engine="criu", migrate_method="pre_copy",
+                     migrate_pre_copy_converged_bytes=1 << 20, migrate_pre_copy_unconverged="abort")
+    assert failed.returncode != 0
+    assert re.search(r"pre-copy stopped without converging: iteration \d+ wrote [0-9.]+ MiB against [0-9.]+ MiB before",
+                     said(failed)), said(failed)[-2000:]
+    assert "Nothing was frozen: racer runs on node1 as before; nothing is left on node2" in said(failed), said(failed)[-2000:]
+    later, more = whole("node1", 7402, 16)
+    assert later > count and more > writes
+    assert ssh("node2", "ls /run/ferry/trees 2>/dev/null; true") == "" and images_dir("node1") == "" and images_dir("node2") == ""

@@ -22,16 +22,28 @@ class FakeCriu:
 class FakeEngine(_engine.Engine):
     """A container whose checkpoint is one file of memory; ``fail`` makes its dump fail."""
     name = "fake"
-    capabilities = dict(_engine.Engine.capabilities, methods=["stop_and_copy", "post_copy"])
+    capabilities = dict(_engine.Engine.capabilities, methods=["stop_and_copy", "post_copy", "pre_copy"])
+    PAGE = 4096
 
     def __init__(self, state="running", fail=None, criu=None):
         super().__init__(None, criu or FakeCriu())
         self.state, self.fail, self.resumed, self.restored, self.removed, self.handed = state, fail, [], [], [], None
+        self.dirty = []  # pre-copy: pages each pre-dump finds dirty, in turn
+        self.parents = []  # the parent each pre-dump, then the final dump, stood on
+
+    def pre_dump(self, container, bundle_dir, parent):
+        pages = self.dirty.pop(0)
+        self.parents.append(parent)
+        with open(os.path.join(bundle_dir, "pages-1.img"), "wb") as handle:
+            handle.write(b"p" * pages * self.PAGE)
+        return {"container": self.describe(container), "stats": {"pages_written": pages, "frozen_time": 1500}}
 
     def describe(self, container):
         return {"name": container, "id": "f" * 64, "state": self.state} if self.state else None
 
     def checkpoint(self, container, bundle_dir, options, handover=None):
+        if options.get("method") == "pre_copy":
+            self.parents.append(options.get("parent"))
         with open(os.path.join(bundle_dir, "pages-1.img"), "wb") as handle:
             handle.write(b"memory of " + container.encode())
         fields = {"container": self.describe(container)}

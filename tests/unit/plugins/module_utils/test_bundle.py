@@ -87,3 +87,49 @@ def test_remove_takes_partial_and_final(tmp_path):
     assert _bundle.remove(str(tmp_path), "c1")
     assert os.listdir(tmp_path) == []
     assert not _bundle.remove(str(tmp_path), "c1")
+
+
+def _bundle_of(images, bundle_id, data, parent=None):
+    partial = _bundle.start(str(images), bundle_id)
+    with open(os.path.join(partial, "pages-1.img"), "wb") as handle:
+        handle.write(data)
+    return _bundle.finalise(str(images), bundle_id, {"engine": "criu", "parent": parent})
+
+
+def test_a_pre_copy_chain_verifies_link_by_link_and_gets_criu_s_parent_links(tmp_path):
+    first = _bundle_of(tmp_path, "c1.pre-1", b"all pages")
+    second = _bundle_of(tmp_path, "c1.pre-2", b"dirty pages", _bundle.parent_of(first))
+    final = _bundle_of(tmp_path, "c1", b"last pages", _bundle.parent_of(second))
+    chain = _bundle.verified_chain(str(tmp_path), final)
+    assert [m["id"] for m in chain] == ["c1.pre-2", "c1.pre-1"]
+    _bundle.link_chain(str(tmp_path), [final] + chain)
+    _bundle.link_chain(str(tmp_path), [final] + chain)  # again: nothing to do
+    assert os.readlink(tmp_path / "c1" / "parent") == "../c1.pre-2" and os.readlink(tmp_path / "c1.pre-2" / "parent") == "../c1.pre-1"
+    assert not os.path.lexists(tmp_path / "c1.pre-1" / "parent")
+    # The links are the only thing a bundle holds beyond its files, and only to the parent it names.
+    assert _bundle.verify(str(tmp_path / "c1")) == [] and _bundle.verify(str(tmp_path / "c1.pre-1")) == []
+    os.symlink("../c1", str(tmp_path / "c1.pre-1" / "parent"))
+    assert _bundle.verify(str(tmp_path / "c1.pre-1")) == ["unexpected file parent"]
+    # Cleanup takes the whole chain, and only this checkpoint's.
+    _bundle_of(tmp_path, "c10.pre-1", b"another checkpoint's")
+    assert _bundle.remove(str(tmp_path), "c1")
+    assert os.listdir(tmp_path) == ["c10.pre-1"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda images: open(os.path.join(images, "c1.pre-1", "pages-1.img"), "ab").write(b"!"), "c1.pre-1 does not verify"),
+    (lambda images: _bundle_of(images, "c1.pre-1", b"other pages"), "not the one it was dumped on"),
+    (lambda images: _bundle.remove_tree(os.path.join(images, "c1.pre-1")), "no readable manifest"),
+])
+def test_a_chain_with_a_link_missing_damaged_or_replaced_is_refused(tmp_path, damage, message):
+    final = _bundle_of(tmp_path, "c1", b"last pages", _bundle.parent_of(_bundle_of(tmp_path, "c1.pre-1", b"all pages")))
+    damage(str(tmp_path))
+    with pytest.raises(_bundle.BundleError, match=message):
+        _bundle.verified_chain(str(tmp_path), final)
+
+
+@pytest.mark.parametrize("parent", [{"id": "c2.pre-1", "digest": "0"}, {"id": "c1", "digest": "0"}, {"id": "../x"}, "c1.pre-1"])
+def test_a_parent_that_is_not_an_iteration_of_the_same_checkpoint_is_refused(tmp_path, parent):
+    final = _bundle_of(tmp_path, "c1", b"last pages", parent)
+    with pytest.raises(_bundle.BundleError, match="not one of its pre-copy iterations"):
+        _bundle.verified_chain(str(tmp_path), final)

@@ -14,14 +14,14 @@ def delivering(delivered, sent_bytes):
     def deliver(receiver, path, manifest):
         delivered.append((receiver, path, manifest))
         assert all("sha256" not in entry for entry in manifest["files"])
-        return {"sent_bytes": sent_bytes, "sha256": {e["name"]: _bundle.sha256_file(os.path.join(path, e["name"])) for e in manifest["files"]}}
+        return {"sent_bytes": sent_bytes, "seconds": 0.25, "sha256": {e["name"]: _bundle.sha256_file(os.path.join(path, e["name"])) for e in manifest["files"]}}
     return deliver
 
 
 def params(tmp_path, **more):
     return dict(dict(container="web", images_dir=str(tmp_path), leave_running=False, tcp_established=False,
                      file_locks=False, compress="none", include_image=False, method="stop_and_copy", page_link=None,
-                     send=None), **more)
+                     send=None, pre_copy={"max_iterations": 8, "converged_bytes": 8 << 20, "unconverged": "finish"}), **more)
 
 
 def test_a_checkpoint_is_a_verified_bundle_that_says_how_it_was_taken(tmp_path):
@@ -121,7 +121,7 @@ def test_post_copy_failing_after_the_handover_says_what_is_lost(tmp_path):
 
 
 @pytest.mark.parametrize("changes, refusal", [
-    ({"method": "stream"}, "method: engine fake offers stop_and_copy and post_copy only, not stream"),
+    ({"method": "stream"}, "method: engine fake offers stop_and_copy, post_copy, pre_copy only, not stream"),
     ({"method": "post_copy", "leave_running": True}, "leave_running: a copy is taken with method stop_and_copy only"),
 ])
 def test_what_cannot_be_done_is_refused_naming_the_option(tmp_path, changes, refusal):
@@ -135,3 +135,68 @@ def test_removing_a_checkpoint_in_check_mode_changes_nothing(tmp_path):
     assert _checkpoint.remove(str(tmp_path), "web", check_mode=False)["changed"] is True
     assert _checkpoint.remove(str(tmp_path), "web", check_mode=False)["changed"] is False
     assert os.listdir(str(tmp_path)) == []
+
+
+RULES = {"max_iterations": 4, "converged_bytes": 100 << 10, "unconverged": "finish"}
+K = 1 << 10
+
+
+@pytest.mark.parametrize("written, stop", [
+    ([5000 * K], None),
+    ([5000 * K, 100 * K], "converged"),
+    ([80 * K], "converged"),
+    ([5000 * K, 3000 * K, 2999 * K], "no_progress"),  # did not shrink by a tenth
+    ([5000 * K, 3000 * K, 3500 * K], "no_progress"),
+    ([5000 * K, 2000 * K, 1000 * K, 500 * K], "max_iterations"),
+    ([5000 * K, 2000 * K, 1000 * K], None),
+])
+def test_pre_copy_stops_when_it_converged_made_no_progress_or_reached_its_limit(written, stop):
+    verdict = _checkpoint.pre_copy_stop(written, RULES)
+    assert (verdict and verdict[0]) == stop
+    if verdict:
+        assert "iteration" in verdict[1] and "%.2f MiB" % (written[-1] / 1048576.0) in verdict[1]
+
+
+def pre_copying(tmp_path, monkeypatch, dirty, **rules):
+    """A pre-copy with the fake engine finding ``dirty`` pages in turn, its iterations delivered like its bundle."""
+    delivered, receivers = [], []
+    monkeypatch.setattr(_checkpoint, "_receiver", lambda send: receivers.append(Receiver()) or receivers[-1])
+    engine = FakeEngine()
+    engine.dirty = list(dirty)
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, method="pre_copy", send={"target": "node2"},
+                                                       pre_copy=dict(RULES, converged_bytes=4096 * 10, **rules)),
+                                        "web", Receiver(), deliver=delivering(delivered, 3))
+    return checkpoint, engine, delivered
+
+
+def test_pre_copy_sends_each_iteration_while_the_container_runs_then_dumps_on_the_last(tmp_path, monkeypatch):
+    checkpoint, engine, delivered = pre_copying(tmp_path, monkeypatch, [1000, 200, 5])
+    result = checkpoint.take()
+    assert [manifest["id"] for _to, _path, manifest in delivered] == ["web.pre-1", "web.pre-2", "web.pre-3", "web"]
+    assert engine.parents == [None, "web.pre-1", "web.pre-2", "web.pre-3"]
+    manifest = result["manifest"]
+    assert manifest["parent"]["id"] == "web.pre-3" and manifest["pre_copy"]["stop"] == "converged"
+    assert [(i["iteration"], i["pages_written"], i["frozen_seconds"]) for i in manifest["pre_copy"]["iterations"]] == \
+        [(1, 1000, 0.002), (2, 200, 0.002), (3, 5, 0.002)]
+    # Every byte sent counts, and the target can check the chain the final bundle stands on.
+    assert result["bytes"] == sum(i["bytes"] for i in manifest["pre_copy"]["iterations"]) + _bundle.total_bytes(manifest)
+    assert [m["id"] for m in _bundle.verified_chain(str(tmp_path), manifest)] == ["web.pre-3", "web.pre-2", "web.pre-1"]
+    assert manifest["frozen_at"] >= max(_bundle.load_manifest(str(tmp_path / i))["checkpointed_at"] for i in ("web.pre-1", "web.pre-3"))
+
+
+def test_a_pre_copy_that_cannot_converge_finishes_by_default_or_aborts_unfrozen_as_asked(tmp_path, monkeypatch):
+    checkpoint, engine, _delivered = pre_copying(tmp_path, monkeypatch, [1000, 990])
+    assert checkpoint.take()["manifest"]["pre_copy"]["stop"] == "no_progress" and engine.state == "exited"
+    checkpoint, engine, delivered = pre_copying(tmp_path / "again", monkeypatch, [1000, 990], unconverged="abort")
+    with pytest.raises(_checkpoint.Failed, match="pre-copy stopped without converging: iteration 2 wrote .* web runs on here") as failed:
+        checkpoint.take()
+    assert not failed.value.frozen and engine.state == "running" and engine.resumed == []
+    assert [m["id"] for _to, _path, m in delivered] == ["web.pre-1", "web.pre-2"]
+    assert os.listdir(tmp_path / "again") == []  # the iterations here went with the failure
+
+
+def test_pre_copy_needs_room_in_the_checkpoint_id_for_its_iterations(tmp_path):
+    long_id = "w" * 120
+    checkpoint = _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, method="pre_copy"), long_id)
+    assert checkpoint.refusal().startswith("checkpoint_id: at most 119 characters")
+    assert _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, method="pre_copy"), long_id[:119]).refusal() is None

@@ -137,6 +137,9 @@ def test_truncated_stream_leaves_nothing(target, source):
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda m: m.update(id="other"), "may only deliver checkpoint c1"),
+    (lambda m: m.update(id="c1.pre-0"), "may only deliver checkpoint c1"),
+    (lambda m: m.update(id="c1.pre-1x"), "may only deliver checkpoint c1"),
+    (lambda m: m.update(id="c10"), "may only deliver checkpoint c1"),
     (lambda m: m["files"][0].update(name="../../root/.ssh/authorized_keys"), "bad file name"),
     (lambda m: m["files"][0].update(name="manifest.json"), "bad file name"),
     (lambda m: m["files"][0].update(size=-1), "bad size"),
@@ -230,3 +233,15 @@ def test_a_pipe_is_widened_to_a_chunk_and_anything_else_left_alone():
     one, other = socket.socketpair()
     with one, other:
         _wire.widen_pipe(one.fileno())  # not a pipe: no error, nothing changed
+
+
+def test_the_key_of_a_checkpoint_also_delivers_its_pre_copy_iterations_under_their_own_names(tmp_path, target):
+    partial = _bundle.start(str(tmp_path), "c1.pre-2")
+    with open(os.path.join(partial, "pages-1.img"), "wb") as handle:
+        handle.write(b"dirty pages")
+    manifest = _bundle.finalise(str(tmp_path), "c1.pre-2", {"engine": "criu", "parent": None})
+    sent, outcome = transfer(str(tmp_path / "c1.pre-2"), manifest, target)
+    assert outcome["result"] == {"ok": True, "bytes": 11, "data_path": "ssh"} and not sent["have"]
+    assert sorted(os.listdir(target)) == ["c1.pre-2"] and _bundle.verify(str(target / "c1.pre-2")) == []
+    assert [_wire.of_checkpoint(name, "c1") for name in ("c1", "c1.pre-1", "c1.pre-9999", "c1.pre-01", "c1.pre-", "c1.pre-1/..")] == \
+        [True, True, True, False, False, False]

@@ -29,9 +29,25 @@ def test_auto_skips_post_copy_for_a_target_without_userfaultfd():
     assert "userfaultfd" in chosen["rejected"]["post_copy"]
 
 
-def test_pre_copy_is_rejected_with_the_kernels_reason_or_ferrys():
-    assert "soft-dirty" in _methods.choose("auto", "criu", THIS, THIS)["rejected"]["pre_copy"]
-    assert "does not run" in _methods.choose("auto", "criu", SOFT_DIRTY, THIS)["rejected"]["pre_copy"]
+def test_auto_takes_pre_copy_where_the_source_tracks_dirty_memory_unless_the_policy_forbids_it():
+    chosen = _methods.choose("auto", "criu", SOFT_DIRTY, THIS)
+    assert chosen["method"] == "pre_copy" and chosen["transport"] is None
+    assert "allow_post_copy" in chosen["rejected"]["post_copy"]
+    forbidden = _methods.choose("auto", "criu", SOFT_DIRTY, THIS, allow_pre_copy=False)
+    assert forbidden["method"] == "stream" and "allow_pre_copy" in forbidden["rejected"]["pre_copy"]
+    # Post-copy, when allowed, still comes first: its downtime does not grow with the memory.
+    assert _methods.choose("auto", "criu", SOFT_DIRTY, THIS, allow_post_copy=True)["method"] == "post_copy"
+
+
+def test_pre_copy_needs_the_sources_soft_dirty_and_the_direct_route():
+    assert "soft-dirty" in _methods.choose("auto", "criu", THIS, SOFT_DIRTY)["rejected"]["pre_copy"]
+    with pytest.raises(_methods.MethodError, match="pre_copy is not possible: the source's kernel does not track dirty memory"):
+        _methods.choose("pre_copy", "criu", THIS, SOFT_DIRTY)
+    with pytest.raises(_methods.MethodError, match="route controller"):
+        _methods.choose("pre_copy", "criu", SOFT_DIRTY, SOFT_DIRTY, route="controller")
+    with pytest.raises(_methods.MethodError, match="engine podman"):
+        _methods.choose("pre_copy", "podman", SOFT_DIRTY, SOFT_DIRTY)
+    assert _methods.choose("pre_copy", "criu", SOFT_DIRTY, THIS)["reason"] == "asked for"
 
 
 @pytest.mark.parametrize("engine", ["podman", "docker"])
