@@ -14,7 +14,7 @@ A pre-copy (the criu engine's ``pre_copy``) makes a chain: its iterations are bu
 ``<id>.pre-1``, ``<id>.pre-2``... (``pre_copy_id``), each naming the one before as its ``parent``
 with the digest of that bundle's file list, and the final bundle names the last one. CRIU finds a
 parent's pages through a ``parent`` symbolic link in the bundle, ``../<parent id>``: the only thing
-in a bundle that is not a listed file, and only to the parent its manifest names (``link_parent``).
+in a bundle that is not a listed file, and only to the parent its manifest names (``link_chain``).
 """
 
 from __future__ import annotations
@@ -208,9 +208,14 @@ def verified(path: str) -> dict[str, t.Any]:
     return manifest
 
 
+def parent_target(parent_id: str) -> str:
+    """Where CRIU finds a parent bundle from its child (``parent_img``, the ``parent`` link): its sibling."""
+    return "../" + check_id(parent_id)
+
+
 def _parent_target(manifest: dict[str, t.Any]) -> str | None:
     parent = manifest.get("parent")
-    return "../" + parent["id"] if isinstance(parent, dict) and _wire.valid_id(parent.get("id")) else None
+    return parent_target(parent["id"]) if isinstance(parent, dict) and _wire.valid_id(parent.get("id")) else None
 
 
 def _link_target(path: str) -> str | None:

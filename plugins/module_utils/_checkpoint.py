@@ -136,6 +136,9 @@ class Checkpoint:
             handover = self._handover if self.params["method"] == "post_copy" else None
             fields = self._dump(partial, handover)
             seconds = round(time.monotonic() - started, 3)
+            if self.pre_copied:  # the final bundle names the chain it stands on
+                fields = dict(fields, parent=self.pre_copied["parent"],
+                              pre_copy={key: self.pre_copied[key] for key in ("iterations", "stop", "why")})
             if handover:  # the tree ended with its last page served: the bundle went from inside the dump
                 return self._result(self.handed_over["manifest"], seconds=seconds, sent=self.handed_over["sent"],
                                     pages_done_at=_engine.now(), page_link=fields.get("page_link"))
@@ -208,9 +211,6 @@ class Checkpoint:
         for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once. The
         checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own)."""
         bundle_id, receiver = bundle_id or self.checkpoint_id, receiver or self.receiver
-        if self.pre_copied and bundle_id == self.checkpoint_id:
-            fields = dict(fields, parent=self.pre_copied["parent"],
-                          pre_copy={key: self.pre_copied[key] for key in ("iterations", "stop", "why")})
         fields = dict(
             fields,
             engine=self.engine.name,

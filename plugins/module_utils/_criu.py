@@ -230,12 +230,11 @@ class Criu:
         finally:
             self._close(client)
 
-    def pre_dump(self, images_dir: str, pid: int, parent: str | None = None) -> None:
-        """A pre-dump of ``pid``'s memory, tracking what it dirties from now on; with ``parent`` (a
-        sibling directory of ``images_dir``), only the pages changed since that pre-dump. The tree is
-        frozen while its pages are collected, and runs on while they are written."""
-        client = self._new(images_dir, log_file="pre-dump.log", pid=pid, track_mem=True,
-                           parent_img="../" + parent if parent else None)
+    def pre_dump(self, images_dir: str, pid: int, parent_img: str | None = None) -> None:
+        """A pre-dump of ``pid``'s memory, tracking what it dirties from now on; with ``parent_img`` (an
+        earlier pre-dump's directory, relative to ``images_dir``), only the pages changed since. The
+        tree is frozen while its pages are collected, and runs on while they are written."""
+        client = self._new(images_dir, log_file="pre-dump.log", pid=pid, track_mem=True, parent_img=parent_img)
         try:
             client.pre_dump()
         except pycriu.CRIUException as exc:

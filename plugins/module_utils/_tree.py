@@ -161,7 +161,7 @@ class TreeEngine(Engine):
     def pre_dump(self, container, bundle_dir, parent):
         info = self._running(container)
         try:
-            self.criu.pre_dump(bundle_dir, info["pid"], parent)
+            self.criu.pre_dump(bundle_dir, info["pid"], _bundle.parent_target(parent) if parent else None)
         except CriuError as exc:
             raise EngineError(str(exc), exc.log) from exc
         return {"container": info, "stats": criu_stats(bundle_dir, "stats-dump")}
@@ -172,7 +172,7 @@ class TreeEngine(Engine):
         link = options.get("page_link") or {}
         extra, relay, fields, tls_dir = {}, None, {"container": info}, None
         if options.get("parent"):  # pre-copy's last dump: only what changed since the last iteration
-            extra = {"track_mem": True, "parent_img": "../" + options["parent"]}
+            extra = {"track_mem": True, "parent_img": _bundle.parent_target(options["parent"])}
         elif method == "stream" and link.get("tls"):
             # CRIU itself, over its TLS, to the target's page server: no relay, no SSH, no Python
             tls_dir = _bundle.credentials_path(os.path.dirname(bundle_dir), link["checkpoint_id"])

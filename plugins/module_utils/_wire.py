@@ -72,8 +72,7 @@ def pre_copy_id(checkpoint_id, iteration):
 
 def of_checkpoint(bundle_id, checkpoint_id):
     """``bundle_id`` is the checkpoint's own bundle or one of its pre-copy iterations."""
-    return valid_id(bundle_id) and (bundle_id == checkpoint_id or bool(
-        bundle_id.startswith(checkpoint_id + ".pre-") and re.match(r"^[1-9][0-9]{0,3}\Z", bundle_id[len(checkpoint_id) + 5:])))
+    return valid_id(bundle_id) and bool(re.match(re.escape(checkpoint_id) + r"(\.pre-[1-9][0-9]{0,3})?\Z", bundle_id))
 
 
 def valid_file_name(name):
