@@ -58,9 +58,10 @@ vm-test: setup
 	$(VM_LAB) pytest -ra tests/vm
 
 ## CI's share of the VM lab: the guests boot their own kernel, CRIU's pre-dumps there track dirty memory,
-## and a tree that keeps writing moves by pre-copy (or, outrunning it, stays put as the policy says).
+## a tree that keeps writing moves by pre-copy (or, outrunning it, stays put as the policy says), and a
+## guest's kernel is upgraded by the kernel_upgrade playbook while its trees run on.
 vm-smoke: setup
-	$(VM_LAB) pytest -ra tests/vm -k "dirty_memory or pre_dump or pre_copy"
+	$(VM_LAB) pytest -ra tests/vm -k "dirty_memory or pre_dump or pre_copy or newer_kernel"
 
 ## The pre-copy benchmark (issue #17), in the VM lab: downtime by dirty rate, to docs/benchmarks.md.
 vm-bench: setup

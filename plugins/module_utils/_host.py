@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -37,18 +36,19 @@ def disk_free(path: str) -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
-def cpu_group() -> str:
-    """A short digest of the CPU model and feature flags: hosts that share it can take each other's
-    processes. CRIU's own cpuinfo check, at restore, has the final word."""
-    first: dict[str, str] = {}
-    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-        for line in handle:
-            if not line.strip():
-                break
-            key, dummy, value = line.partition(":")
-            first[key.strip()] = value.strip()
-    text = "|".join(first.get(key, "") for key in ("vendor_id", "cpu family", "model", "flags"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def cpu_group() -> str | None:
+    """Hosts that share it can take each other's processes: a digest of the CPU as CRIU sees it (its
+    cpuinfo image, what its restore checks), or None where CRIU cannot say. Not /proc/cpuinfo: its
+    flags change with the kernel on the same CPU (6.12 lists xtopology, 6.1 does not)."""
+    # pylint: disable-next=import-outside-toplevel  # _criu imports this module
+    from ansible_collections.ferry.migrate.plugins.module_utils import _criu
+    binary = _criu.find_binary()
+    if binary is None:
+        return None
+    try:
+        return _criu.Criu(binary).cpuinfo_digest()[:16]
+    except Exception:  # pylint: disable=broad-exception-caught  # no CRIU that works: no group
+        return None
 
 
 def cordon(images_dir: str) -> dict[str, t.Any] | None:

@@ -44,7 +44,9 @@ host:
     cpus: {description: Online CPUs., type: int}
     load1: {description: One-minute load average., type: float}
     cpu_group:
-      description: Digest of CPU vendor, family, model and flags; hosts with the same one can take each other's containers.
+      description: >-
+        Digest of the CPU as CRIU sees it (the cpuinfo image its restore checks), null where CRIU cannot say;
+        hosts with the same one can take each other's containers, whatever kernel each runs.
       type: str
     cordoned: {description: Whether the host is cordoned (receives no migrations)., type: bool}
     cordon: {description: The cordon mark (reason and since) or null., type: dict}
