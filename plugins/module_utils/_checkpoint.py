@@ -98,11 +98,11 @@ class Checkpoint:
             return "method: engine %s offers %s only, not %s" % (self.engine.name, ", ".join(offered), method)
         if method != "stop_and_copy" and self.params["leave_running"]:
             return "leave_running: a copy is taken with method stop_and_copy only"
-        if method == "pre_copy":
+        if method == "pre_copy" or self.params["send"]:
             try:
                 _bundle.pre_copy_id(self.checkpoint_id, 9999)
             except _bundle.BundleError:
-                return "checkpoint_id: at most 119 characters with method pre_copy (its iterations are <id>.pre-<n>)"
+                return "checkpoint_id: at most 119 characters with method pre_copy or send (what goes ahead is <id>.pre-<n>)"
         return None
 
     def taken(self) -> dict[str, t.Any] | None:
@@ -130,6 +130,8 @@ class Checkpoint:
             self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
             if self.params["method"] == "pre_copy":
                 self._pre_copy()
+            elif self.params["send"]:
+                self._files_ahead()
             self.frozen_at = _engine.now()
             frozen = not self.params["leave_running"]
             started = time.monotonic()
@@ -177,6 +179,23 @@ class Checkpoint:
         if stop[0] != "converged" and rules["unconverged"] == "abort":
             raise _engine.EngineError("pre-copy stopped without converging: %s (pre_copy.unconverged is abort); %s runs on here"
                                       % (stop[1], self.container))
+
+    def _files_ahead(self) -> None:
+        """The container's files that can go before the freeze (see Engine.files_ahead), sent to the
+        target as an iteration of their own while it runs: the freeze then carries only what changed."""
+        bundle_id = _bundle.pre_copy_id(self.checkpoint_id, 1)
+        partial = _bundle.start(self.images_dir, bundle_id)
+        started = time.monotonic()
+        fields = self.engine.files_ahead(self.container, partial)
+        if fields is None:
+            _bundle.remove_tree(partial)
+            return
+        written = time.monotonic()
+        manifest, sent = self._finalise(dict(fields, parent=None), bundle_id, _receiver(self.params["send"]))
+        iteration = {"iteration": 1, "pages_written": 0, "pages_skipped_parent": 0, "bytes": _bundle.total_bytes(manifest),
+                     "frozen_seconds": 0.0, "dump_seconds": round(written - started, 3), "send_seconds": sent["seconds"]}
+        self.pre_copied = {"iterations": [iteration], "stop": "files_ahead", "parent": _bundle.parent_of(manifest),
+                           "why": "the container's files went to the target while it ran; its memory goes in the freeze"}
 
     def _dump(self, partial: str, handover: t.Callable[[dict[str, t.Any]], bool] | None) -> dict[str, t.Any]:
         link = self.params["page_link"]

@@ -25,7 +25,8 @@ import time
 import typing as t
 import urllib.parse
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, criu_stats, restart_policy, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import (
+    EngineError, ImageEngine, bind_sources, criu_stats, restart_policy, tree_cpu, tree_rss)
 
 MIN_API_VERSION = (1, 40)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -137,12 +138,13 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "checkpointed": False,
         "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
         "cannot_move": cannot_move(inspect),
+        "host_paths": bind_sources(inspect),
     }
 
 
 class DockerEngine(ImageEngine):
     name = tool = "docker"
-    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec"], "identity": "container ID"}
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID"}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

@@ -33,7 +33,8 @@ class Engine:
     # What the engine can do, for callers (role YAML reads it from container_info):
     # methods: how its memory can move (ferry.migrate.migration_method);
     # carries_image: a bundle can carry the container's image to a target that lacks it;
-    # exec: the argv prefix that runs a command inside a container, before its ID (empty: on the host);
+    # exec: the argv that runs a command inside a container, the command appended; "{id}" stands for the
+    # container's ID (empty: its processes run on the host);
     # identity: what names the container on the target after a restore.
     capabilities: dict[str, t.Any] = {"methods": ["stop_and_copy"], "carries_image": False, "exec": [], "identity": ""}
 
@@ -71,6 +72,13 @@ class Engine:
         bundle, a sibling), only what changed since. Returns manifest fields. The final checkpoint then
         gets ``options["parent"]``, the last iteration's bundle."""
         raise NotImplementedError
+
+    def files_ahead(self, container: str, bundle_dir: str) -> dict[str, t.Any] | None:
+        """Files of the running container that can reach the target before the freeze, written into
+        ``bundle_dir``, and manifest fields; None when the engine has none to send ahead (its files
+        travel with the checkpoint, or stay). The final checkpoint then gets ``options["parent"]``, this
+        bundle's ID, and carries only what changed since."""
+        return None
 
     def restore(self, bundle_dir: str, manifest: dict[str, t.Any], options: dict[str, t.Any]) -> dict[str, t.Any]:
         raise NotImplementedError
@@ -164,6 +172,11 @@ class ImageEngine(Engine):
         if not self.image_present(image_id):
             raise EngineError("loading the checkpoint's image did not give image %s" % image_id)
         return True
+
+
+def bind_sources(inspect: dict[str, t.Any]) -> list[str]:
+    """The host paths an inspected container bind-mounts: a target must have them too."""
+    return sorted({mount["Source"] for mount in inspect.get("Mounts") or [] if mount.get("Type") == "bind" and mount.get("Source")})
 
 
 def restart_policy(host_config: dict[str, t.Any]) -> str | None:

@@ -10,10 +10,11 @@ import typing as t
 from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _host
 from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engine, criu_for
+from ansible_collections.ferry.migrate.plugins.module_utils._lxc import LxcEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._tree import TreeEngine
 
-REGISTRY: dict[str, type[Engine]] = {engine.name: engine for engine in (PodmanEngine, DockerEngine, TreeEngine)}
+REGISTRY: dict[str, type[Engine]] = {engine.name: engine for engine in (PodmanEngine, DockerEngine, TreeEngine, LxcEngine)}
 ENGINES = tuple(REGISTRY)
 
 # Shared by every module that touches checkpoints.

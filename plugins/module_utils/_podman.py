@@ -13,7 +13,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, restart_policy, tree_cpu, tree_rss
+from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, bind_sources, restart_policy, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
 CHECKPOINT_FILE = "checkpoint.tar"
@@ -85,13 +85,14 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
         "checkpointed": bool(state.get("Checkpointed")),
         "network_mode": (inspect.get("HostConfig") or {}).get("NetworkMode"),
         "cannot_move": [],  # podman's own checkpoint archive carries the container's whole configuration
+        "host_paths": bind_sources(inspect),
     }
 
 
 class PodmanEngine(ImageEngine):
     name = tool = "podman"
     # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID.
-    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec"], "identity": "container ID"}
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"], "identity": "container ID"}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

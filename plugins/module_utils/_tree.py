@@ -131,7 +131,7 @@ class TreeEngine(Engine):
         return {"engine": "criu", "name": name, "id": name, "pidfile": pidfile, "pid": pid,
                 "state": tree_state(pid), "image_id": None, "image_name": None, "labels": {},
                 "addresses": read_addresses(pidfile), "rss_bytes": tree_rss(pid), "cpu": tree_cpu(pid),
-                "checkpointed": False, "cannot_move": []}
+                "checkpointed": False, "cannot_move": [], "host_paths": []}
 
     def _moving(self, info, here):
         """Put the tree's addresses on this host (``here``) or take them off it."""

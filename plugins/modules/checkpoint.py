@@ -47,7 +47,7 @@ options:
   engine:
     description: Container engine.
     type: str
-    choices: [podman, docker, criu]
+    choices: [podman, docker, criu, lxc]
     default: podman
   leave_running:
     description: Keep the container running after the checkpoint (a copy, not a move).
@@ -186,6 +186,9 @@ options:
       - The bundle goes as CRIU wrote it, each file's SHA-256 taken as it is sent and checked by the
         receiver, so it is read once; the manifest here and there then lists those checksums.
       - If the bundle cannot be delivered, the container runs again here from its checkpoint.
+      - An engine whose files can go before the freeze (V(lxc), the container's directory) sends them
+        first, while the container runs, as a bundle of their own (C(<checkpoint_id>.pre-1)); the
+        checkpoint then carries only what changed since, and names that bundle as its C(parent).
     type: dict
     suboptions:
       target:
@@ -266,6 +269,8 @@ manifest:
     - With O(method=pre_copy), C(parent) (the last iteration's bundle) and C(pre_copy), its
       C(iterations) (each with pages_written, bytes, frozen_seconds, dump_seconds, send_seconds), the
       rule that ended them (C(stop)) and C(why).
+    - With files sent ahead (O(send)), C(parent) and C(pre_copy) too, with one iteration, the files', and
+      C(stop) V(files_ahead).
   returned: state=present and not in check mode
   type: dict
 bytes:

@@ -26,7 +26,7 @@ options:
   engine:
     description: Container engine.
     type: str
-    choices: [podman, docker, criu]
+    choices: [podman, docker, criu, lxc]
     default: podman
   name:
     description: Only this container (name or ID). An unknown name gives an empty list.
@@ -56,21 +56,25 @@ EXAMPLES = r"""
 
 RETURN = r"""
 containers:
-  description: One entry per container.
+  description:
+    - One entry per container. C(cannot_move) names what stops it from moving anywhere; C(networks) and
+      C(host_paths) (the host's directories and files it bind-mounts) are what a target must have too.
   returned: always
   type: list
   elements: dict
   sample:
     - {engine: podman, name: redis, id: 4dbe8c2f09be..., state: running, image_id: 010f802c94c1..., image_name: localhost/ferry/redis:lab,
        rss_bytes: 8450048, cpu: 0.02, addresses: [10.199.0.140], networks: [fabric], labels: {app: cache}, pid: 4242,
-       checkpointed: false, network_mode: bridge, cannot_move: []}
+       checkpointed: false, network_mode: bridge, cannot_move: [], host_paths: [/srv/redis-conf]}
 images:
   description: IDs of the images on this host (engines V(podman) and V(docker)).
   returned: always
   type: list
   elements: str
 networks:
-  description: Names of the container networks on this host (engines V(podman) and V(docker)).
+  description:
+    - Names of the container networks on this host (engines V(podman) and V(docker)), or of its network
+      devices, to which LXC containers' interfaces are linked (engine V(lxc)).
   returned: always
   type: list
   elements: str
@@ -85,11 +89,11 @@ capabilities:
   description:
     - What the engine can do, for callers that must not guess it from its name - C(methods) (how its
       memory can move, best first), C(carries_image) (a checkpoint can carry the image to a target
-      that lacks it), C(exec) (the argv that runs a command inside a container, before its ID; empty
-      when the container's processes run on the host) and C(identity) (what names it after a restore).
+      that lacks it), C(exec) (the argv that runs a command inside a container, the command appended,
+      with C({id}) standing for the container's ID; empty when the container's processes run on the host) and C(identity) (what names it after a restore).
   returned: always
   type: dict
-  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec], identity: container ID}
+  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -49,7 +49,7 @@ options:
   engine:
     description: Must match the bundle's engine; defaults to it.
     type: str
-    choices: [podman, docker, criu]
+    choices: [podman, docker, criu, lxc]
   cpu_check:
     description: Refuse to restore when CRIU says this CPU cannot run the dumped processes.
     type: bool

@@ -83,8 +83,9 @@ def record(facts: dict[str, t.Any]) -> dict[str, t.Any]:
         "phases": [],
     })
     if migrated:
-        # Pre-copy's iterations run between the preflight and the freeze.
-        pre_copied = [{"name": "pre_copy", "seconds": round(sum(each["dump_seconds"] + each["send_seconds"] for each in iterations), 3)}]
+        # Pre-copy's iterations (or the files sent ahead) run between the preflight and the freeze.
+        ahead = "files_ahead" if pre_copy.get("stop") == "files_ahead" else "pre_copy"
+        pre_copied = [{"name": ahead, "seconds": round(sum(each["dump_seconds"] + each["send_seconds"] for each in iterations), 3)}]
         result["phases"] = [
             {"name": "preflight", "seconds": _seconds(marks.get("preflight"), started)},
         ] + (pre_copied if iterations else []) + [

@@ -128,6 +128,7 @@ def migrate(container, source, target, check=True, **extra):
 
 # What every test starts from on a lab host: no containers, trees, checkpoints or one-time keys.
 RESET = ("podman rm --force --time 0 --all >/dev/null; "
+         "for c in $(lxc-ls 2>/dev/null); do lxc-stop --name $c --kill 2>/dev/null; lxc-destroy --name $c >/dev/null; done; "
          "[ -S /run/docker.sock ] && docker rm --force $(docker ps -a -q) >/dev/null 2>&1; for f in /run/ferry/trees/*.pid; do "
          "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
          "for f in /run/ferry/trees/*.addresses; do [ -e \"$f\" ] && ip addr del $(cat \"$f\") dev eth0 2>/dev/null; rm -f \"$f\"; done; "
@@ -139,9 +140,45 @@ COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox
            "sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'")
 
 
+# A system container of LXC's busybox template, with an init running services: syslogd, a counter,
+# a TCP echo server on port 7000, at an address of its own on the lab's shared segment, and a ticker
+# that keeps one file /var/tick-N, making the next and deleting the last.
+LXC = r"""set -e
+lxc-create --name {name} --template busybox >/dev/null
+d=/var/lib/lxc/{name}
+sed -i -e '/^lxc.net/d' -e '/^lxc.apparmor/d' -e 's/^lxc.tty.max = .*/lxc.tty.max = {ttys}/' $d/config
+cat >> $d/config <<EOF
+lxc.console.path = none
+lxc.net.0.type = macvlan
+lxc.net.0.macvlan.mode = bridge
+lxc.net.0.link = eth0
+lxc.net.0.flags = up
+lxc.net.0.ipv4.address = {address}/24
+{extra}
+EOF
+printf '#!/bin/sh\n/bin/syslogd\n/bin/mount -a\n' > $d/rootfs/etc/init.d/rcS
+cat > $d/rootfs/etc/inittab <<'EOF'
+::sysinit:/etc/init.d/rcS
+::respawn:/bin/sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done'
+::respawn:/bin/nc -ll -p 7000 -e /bin/cat
+::respawn:/bin/sh -c 'i=0; while :; do i=$((i+1)); : > /var/tick-$i; rm -f /var/tick-$((i-1)); sleep 0.05; done'
+EOF
+lxc-start --name {name}
+"""
+EXEC = {"podman": "podman exec {name}", "docker": "docker exec {name}", "lxc": "lxc-attach --name {name} --"}
+
+
+def start_lxc(node, name, address, ttys=0, extra=""):
+    """An LXC system container (see LXC) on ``node``, ``extra`` added to its configuration; returns its
+    count once it counts."""
+    ssh(node, LXC.format(name=name, address=address, ttys=ttys, extra=extra))
+    time.sleep(1)
+    return count(node, name, "lxc")
+
+
 def count(node, name="counter", engine="podman"):
     for _attempt in range(10):  # the counter rewrites its file: a read may land between truncate and write
-        value = ssh(node, "%s exec %s cat /tmp/count" % (engine, name))
+        value = ssh(node, EXEC[engine].format(name=name) + " cat /tmp/count")
         if value:
             return int(value)
         time.sleep(0.05)
@@ -149,6 +186,8 @@ def count(node, name="counter", engine="podman"):
 
 
 def containers(node, engine="podman"):
+    if engine == "lxc":
+        return [" ".join(line.lower().split()) for line in ssh(node, "lxc-ls --fancy --fancy-format NAME,STATE | tail -n +2").splitlines()]
     running = ssh(node, "%s ps --format '{{.Names}}'" % engine).split()
     return ["%s %s" % (name, "running" if name in running else "stopped")
             for name in ssh(node, "%s ps -a --format '{{.Names}}'" % engine).split()]

@@ -200,3 +200,37 @@ def test_pre_copy_needs_room_in_the_checkpoint_id_for_its_iterations(tmp_path):
     checkpoint = _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, method="pre_copy"), long_id)
     assert checkpoint.refusal().startswith("checkpoint_id: at most 119 characters")
     assert _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, method="pre_copy"), long_id[:119]).refusal() is None
+
+
+class FilesAheadEngine(FakeEngine):
+    """An engine whose files can go before the freeze (lxc's directory): the final dump records the parent it got."""
+
+    def files_ahead(self, container, bundle_dir):
+        with open(os.path.join(bundle_dir, "files.tar"), "wb") as handle:
+            handle.write(b"f" * 5000)
+        return {"container": self.describe(container)}
+
+    def checkpoint(self, container, bundle_dir, options, handover=None):
+        self.parents.append(options.get("parent"))
+        return super().checkpoint(container, bundle_dir, options, handover)
+
+
+def test_files_go_ahead_while_the_container_runs_and_the_freeze_stands_on_them(tmp_path, monkeypatch):
+    delivered = []
+    monkeypatch.setattr(_checkpoint, "_receiver", lambda send: Receiver())
+    engine = FilesAheadEngine()
+    result = _checkpoint.Checkpoint(engine, params(tmp_path, send={"target": "node2"}), "web", Receiver(),
+                                    deliver=delivering(delivered, 3)).take()
+    assert [manifest["id"] for _to, _path, manifest in delivered] == ["web.pre-1", "web"]
+    assert engine.parents == ["web.pre-1"]
+    manifest = result["manifest"]
+    assert manifest["parent"]["id"] == "web.pre-1" and manifest["pre_copy"]["stop"] == "files_ahead"
+    assert [i["bytes"] for i in manifest["pre_copy"]["iterations"]] == [_bundle.total_bytes(_bundle.load_manifest(str(tmp_path / "web.pre-1")))]
+    assert [m["id"] for m in _bundle.verified_chain(str(tmp_path), manifest)] == ["web.pre-1"]
+    # Without a session to the target, the files travel in the bundle; an engine with none sends none ahead.
+    again = FilesAheadEngine()
+    _checkpoint.Checkpoint(again, params(tmp_path / "b"), "web").take()
+    assert again.parents == [None]
+    _checkpoint.Checkpoint(FakeEngine(), params(tmp_path / "c", send={"target": "node2"}), "web", Receiver(),
+                           deliver=delivering([], 3)).take()
+    assert sorted(os.listdir(tmp_path / "c")) == ["web"]

@@ -85,7 +85,8 @@ def test_summarise_has_podmans_keys_and_bare_image_ids():
                     "image_id": "8990cbdf83cf4b8c7e78d3e3b2894355af0dac609085fe0aa547a5ced66a62e3",
                     "image_name": "localhost/ferry/redis:lab", "state": "exited", "pid": None,
                     "labels": {"app": "cache", "io.ferry.checkpoint": "older"}, "addresses": ["172.30.0.5"], "networks": ["fleet"],
-                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": False, "network_mode": "fleet", "cannot_move": []}
+                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": False, "network_mode": "fleet", "cannot_move": [],
+                    "host_paths": ["/etc/ferry"]}
 
 
 def test_api_version():

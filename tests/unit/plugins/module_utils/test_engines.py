@@ -34,10 +34,10 @@ def test_a_tree_of_any_valid_name_has_a_pidfile_and_bad_names_are_refused():
 def test_every_engine_says_what_it_can_do():
     from ansible_collections.ferry.migrate.plugins.module_utils import _engines
     from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
-    assert set(_engines.ENGINES) == {"podman", "docker", "criu"}
+    assert set(_engines.ENGINES) == {"podman", "docker", "criu", "lxc"}
     for name in _engines.ENGINES:
         caps = _engines.capabilities(name)
         assert set(caps) == {"methods", "carries_image", "exec", "identity"}, name
         assert "stop_and_copy" in caps["methods"] and set(caps["methods"]) <= set(_methods.METHODS), name
         assert isinstance(caps["exec"], list) and caps["identity"], name
-    assert _engines.capabilities("podman")["exec"] == ["podman", "exec"] and _engines.capabilities("criu")["exec"] == []
+    assert _engines.capabilities("podman")["exec"] == ["podman", "exec", "{id}"] and _engines.capabilities("criu")["exec"] == []

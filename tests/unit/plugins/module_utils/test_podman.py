@@ -40,10 +40,12 @@ def test_summarise_inspect():
     info = _podman.summarise({"Name": "redis", "Id": "4d", "Image": "01", "ImageName": "localhost/r:lab",
                               "State": {"Status": "exited", "Pid": 0, "Checkpointed": True},
                               "Config": {"Labels": {"app": "cache"}}, "HostConfig": {"NetworkMode": "none"},
+                              "Mounts": [{"Type": "bind", "Source": "/srv/conf"}, {"Type": "volume", "Source": "/var/lib/containers/v"}],
                               "NetworkSettings": {"Networks": {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": ""}}}})
     assert info == {"engine": "podman", "name": "redis", "id": "4d", "image_id": "01", "image_name": "localhost/r:lab",
                     "state": "exited", "pid": None, "labels": {"app": "cache"}, "addresses": ["10.0.0.2"], "networks": ["a", "b"],
-                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": True, "network_mode": "none", "cannot_move": []}
+                    "rss_bytes": 0, "cpu": 0.0, "checkpointed": True, "network_mode": "none", "cannot_move": [],
+                    "host_paths": ["/srv/conf"]}
 
 
 def test_criu_errors_are_read_from_the_log_runc_names(tmp_path):

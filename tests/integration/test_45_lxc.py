@@ -1,0 +1,141 @@
+"""LXC system containers (engine lxc): an init with services moves with its memory, its processes and
+its connections; a drain moves podman and lxc containers together; a failed restore rolls back."""
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from lab import FILES, NET, containers, count, images_dir, migrate, module, playbook, ssh, start_counter, start_lxc, where
+
+pytestmark = pytest.mark.integration
+ADDRESS = NET + ".120"  # the system container's own, on the segment the hosts share (podman's fabric is .128/25)
+
+
+class Client(threading.Thread):
+    """One TCP connection to the container's echo service, used every 50 ms until stopped: every line
+    must come back on the same connection. ``longest`` is the longest wait for an echo (the downtime
+    as a client sees it)."""
+
+    def __init__(self, address):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection((address, 7000), timeout=60)
+        self.sent, self.longest, self.error, self.stop = 0, 0.0, None, threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                line, started = b"line %d\n" % self.sent, time.monotonic()
+                self.sock.sendall(line)
+                got = b""
+                while len(got) < len(line):
+                    chunk = self.sock.recv(len(line) - len(got))
+                    if not chunk:
+                        raise ConnectionError("the connection was closed after %d lines" % self.sent)
+                    got += chunk
+                if got != line:
+                    raise AssertionError("sent %r, got %r" % (line, got))
+                self.longest = max(self.longest, time.monotonic() - started)
+                self.sent += 1
+                time.sleep(0.05)
+        except (OSError, AssertionError) as exc:
+            self.error = exc
+
+    def finish(self):
+        self.stop.set()
+        self.join(30)
+        self.sock.close()
+        assert self.error is None, self.error
+        return self.sent
+
+
+def processes(node, name):
+    """pid and command of every process in the container, as the container sees them."""
+    return ssh(node, "lxc-attach --name %s -- ps -o pid,args | grep -v -e ' ps ' -e ' sleep 0' -e PID" % name)
+
+
+def test_system_container_moves_with_its_processes_and_connections(clean):
+    before = start_lxc("node1", "sys1", ADDRESS)
+    blob = ssh("node1", "mkdir /var/lib/lxc/sys1/rootfs/srv; dd if=/dev/urandom of=/var/lib/lxc/sys1/rootfs/srv/blob bs=1M count=32 status=none; "
+                        "lxc-attach --name sys1 -- sha256sum /srv/blob")
+    inside = processes("node1", "sys1")
+    assert "init" in inside and "syslogd" in inside and "nc -ll" in inside
+    client = Client(ADDRESS)
+    client.start()
+    time.sleep(1)
+    # The health check runs inside the container: an option of the command's own must reach it.
+    proc = migrate("sys1", "node1", "node2", migrate_engine="lxc", migrate_health_command=["test", "-s", "/tmp/count"])
+    time.sleep(1)
+    lines = client.finish()
+    assert count("node2", "sys1", "lxc") > before
+    assert processes("node2", "sys1") == inside  # the same processes, same pids, same services
+    assert lines > 20 and client.longest < 30, (lines, client.longest)
+    assert containers("node1", "lxc") == [] and containers("node2", "lxc") == ["sys1 running"]
+    assert ssh("node1", "ls -A /var/lib/lxc") == ""
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+    assert "by stop_and_copy" in proc.stdout
+    # The files went ahead while it ran; the freeze carried what changed since, deletions included.
+    report = " ".join(proc.stdout.split())  # the report's lines are wrapped
+    ahead = float(re.search(r"its files sent ahead \(([0-9.]+) MiB\)", report).group(1))
+    assert ahead > 32 and float(re.search(r", ([0-9.]+) MiB by ssh", report).group(1)) > ahead
+    assert ssh("node2", "lxc-attach --name sys1 -- sha256sum /srv/blob") == blob
+    ticks = ssh("node2", "lxc-attach --name sys1 -- ls /var").split()
+    assert 1 <= len([name for name in ticks if name.startswith("tick-")]) <= 2, ticks
+    [info] = module("node2", "ferry.migrate.container_info", engine="lxc")["containers"]
+    assert info["addresses"] == [ADDRESS] and info["networks"] == ["eth0"] and info["state"] == "running"
+    assert "/lib" in info["host_paths"] and info["cannot_move"] == []
+    time.sleep(0.5)
+    assert count("node2", "sys1", "lxc") > before  # still counting
+
+
+def test_container_with_ttys_is_refused_before_anything_changes(clean):
+    before = start_lxc("node1", "sys1", ADDRESS, ttys=2)
+    proc = migrate("sys1", "node1", "node2", check=False, migrate_engine="lxc")
+    assert "sys1 cannot move: lxc.tty.max is 2" in proc.stdout and "Nothing was changed." in proc.stdout
+    assert containers("node1", "lxc") == ["sys1 running"] and containers("node2", "lxc") == []
+    assert count("node1", "sys1", "lxc") > before
+
+
+def test_container_mounting_what_the_target_lacks_is_refused(clean):
+    ssh("node1", "mkdir -p /root/sysdata")  # /root is each lab host's own
+    start_lxc("node1", "sys1", ADDRESS, extra="lxc.mount.entry = /root/sysdata srv none bind,create=dir 0 0")
+    proc = migrate("sys1", "node1", "node2", check=False, migrate_engine="lxc")
+    assert "node2 has no /root/sysdata, which sys1 bind-mounts from its host" in proc.stdout, proc.stdout[-3000:]
+    assert containers("node1", "lxc") == ["sys1 running"] and containers("node2", "lxc") == []
+    ssh("node1", "lxc-stop --name sys1 --kill; lxc-destroy --name sys1; rmdir /root/sysdata")
+
+
+def test_failed_restore_rolls_back_to_the_source(clean):
+    before = start_lxc("node1", "sys1", ADDRESS)
+    inside = processes("node1", "sys1")
+    try:
+        proc = migrate("sys1", "node1", "node2", check=False, migrate_engine="lxc",
+                       migrate_before_restore_tasks=FILES + "/lxc_path_read_only.yml")
+    finally:
+        ssh("node2", "umount /var/lib/lxc 2>/dev/null; true")
+    assert proc.returncode != 0
+    assert "failed in phase restore" in proc.stdout and "Read-only file system" in proc.stdout
+    assert "Rolled back: sys1 runs again on node1" in proc.stdout
+    assert containers("node1", "lxc") == ["sys1 running"] and containers("node2", "lxc") == []
+    assert processes("node1", "sys1") == inside
+    assert count("node1", "sys1", "lxc") > before
+    assert images_dir("node1") == "" and images_dir("node2") == ""
+
+
+def test_drain_moves_podman_and_lxc_containers(clean, tmp_path):
+    state = {"c1": start_counter("node1", "c1"), "c2": start_counter("node1", "c2"),
+             "sys1": start_lxc("node1", "sys1", ADDRESS), "sys2": start_lxc("node1", "sys2", NET + ".121")}
+    proc = playbook("ferry.migrate.drain", extra=dict(drain_hosts="node1", fleet_state_dir=str(tmp_path),
+                                                      fleet_engines=["podman", "lxc"]))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "node1 drained: nothing runs there." in proc.stdout
+    found = where(["node1", "node2", "node3", "node4"], engines=("podman", "lxc"))
+    assert sorted(found) == sorted(state), found
+    for name, entries in found.items():
+        assert len(entries) == 1 and entries[0].endswith(" running") and not entries[0].startswith("node1"), (name, entries)
+        assert count(entries[0].split()[0], name, "lxc" if name.startswith("sys") else "podman") > state[name]
+    for node in ("node1", "node2", "node3", "node4"):
+        assert images_dir(node) in ("", ".cordoned")
+    assert playbook("ferry.migrate.drain", extra=dict(drain_hosts="node1", fleet_state_dir=str(tmp_path),
+                                                      drain_state="uncordoned")).returncode == 0
