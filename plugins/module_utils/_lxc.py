@@ -118,8 +118,10 @@ class LxcEngine(Engine):
 
     def __init__(self, module, criu):
         super().__init__(module, criu)
-        for tool in ("lxc-checkpoint", "lxc-info", "lxc-stop", "lxc-destroy", "tar"):
-            module.get_bin_path(tool, required=True)
+        missing = [tool for tool in ("lxc-checkpoint", "lxc-info", "lxc-stop", "lxc-destroy", "tar") if not module.get_bin_path(tool)]
+        if missing:
+            module.fail_json(msg="engine lxc needs %s on this host: install LXC (role ferry.migrate.criu_host with criu_host_lxc=true)"
+                             % ", ".join(missing))
         self.lxcpath = self._run(["lxc-config", "lxc.lxcpath"], "lxc-config").strip() or "/var/lib/lxc"
 
     def _run(self, argv: list[str], what: str, environ: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> str:
