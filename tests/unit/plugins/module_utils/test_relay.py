@@ -116,12 +116,14 @@ def test_bytes_cross_intact_both_ways_through_a_broken_link():
 def test_a_slow_reader_on_one_side_is_flow_control_not_a_break(monkeypatch):
     """The target's CRIU writing pages to a slow disk stops reading for longer than the silence limit;
     the source's sends wait, the link stays, nothing is resent."""
-    monkeypatch.setattr(_relay, "SILENCE", 2.0)  # above the heartbeat period, or a late heartbeat looks like silence
+    # Well above the heartbeat period, or a late heartbeat looks like silence: at 2.0 a loaded CI
+    # machine (2 cores, 96 MiB hashed on each side) saw a gap that long between frames.
+    monkeypatch.setattr(_relay, "SILENCE", 3.0)
     source, target, src_criu, tgt_criu, proxy = start_link()
     payload = os.urandom(96 << 20)
     sender = threading.Thread(target=lambda: (src_criu.sendall(payload), src_criu.shutdown(socket.SHUT_WR)))
     sender.start()
-    time.sleep(5)  # the target's CRIU reads nothing for over two silence limits
+    time.sleep(7)  # the target's CRIU reads nothing for over two silence limits
     got = read_all(tgt_criu)
     sender.join(30)
     assert got == payload
