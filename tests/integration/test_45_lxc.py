@@ -1,5 +1,6 @@
 """LXC system containers (engine lxc): an init with services moves with its memory, its processes and
-its connections; a drain moves podman and lxc containers together; a failed restore rolls back."""
+its connections; a drain moves podman and lxc containers together, a rebalance spreads lxc containers;
+a failed restore rolls back."""
 import re
 import socket
 import threading
@@ -139,3 +140,23 @@ def test_drain_moves_podman_and_lxc_containers(clean, tmp_path):
         assert images_dir(node) in ("", ".cordoned")
     assert playbook("ferry.migrate.drain", extra=dict(drain_hosts="node1", fleet_state_dir=str(tmp_path),
                                                       drain_state="uncordoned")).returncode == 0
+
+
+def test_rebalance_spreads_lxc_containers(clean, tmp_path):
+    state = {}
+    for i in range(4):
+        name = "sys%d" % i
+        state[name] = start_lxc("node1", name, NET + ".%d" % (120 + i))
+        ssh("node1", "lxc-attach --name %s -- dd if=/dev/zero of=/dev/shm/load bs=1M count=40 status=none" % name)
+    proc = playbook("ferry.migrate.rebalance", extra=dict(rebalance_threshold=0.05, fleet_state_dir=str(tmp_path), fleet_engines=["lxc"]))
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    before, after = map(float, re.search(r"imbalance before ([\d.]+), after ([\d.]+)", proc.stdout).groups())
+    assert before > 0.05 >= after, (before, after)
+    found = where(["node1", "node2", "node3", "node4"], engines=("lxc",))
+    assert sorted(found) == sorted(state), found
+    assert len({entries[0].split()[0] for entries in found.values()}) >= 2, found
+    for name, entries in found.items():
+        assert len(entries) == 1 and entries[0].endswith(" running"), (name, entries)
+        node = entries[0].split()[0]
+        assert count(node, name, "lxc") > state[name]
+        assert ssh(node, "lxc-attach --name %s -- wc -c /dev/shm/load" % name).split()[0] == str(40 << 20)  # its memory came along
