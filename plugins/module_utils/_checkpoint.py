@@ -161,16 +161,7 @@ class Checkpoint:
             fields = self.engine.pre_dump(self.container, partial, parent and parent["id"])
             dumped = time.monotonic()
             manifest, sent = self._finalise(dict(fields, parent=parent), bundle_id, _receiver(self.params["send"]))
-            stats = fields.get("stats") or {}
-            iterations.append({
-                "iteration": len(iterations) + 1,
-                "pages_written": stats.get("pages_written", 0),
-                "pages_skipped_parent": stats.get("pages_skipped_parent", 0),
-                "bytes": _bundle.total_bytes(manifest),
-                "frozen_seconds": round(stats.get("frozen_time", 0) / 1e6, 3),
-                "dump_seconds": round(dumped - started, 3),
-                "send_seconds": sent["seconds"],
-            })
+            iterations.append(_iteration(len(iterations) + 1, fields, manifest, dumped - started, sent))
             parent = _bundle.parent_of(manifest)
             stop = pre_copy_stop([each["pages_written"] * os.sysconf("SC_PAGE_SIZE") for each in iterations], rules)
             if stop:
@@ -192,9 +183,8 @@ class Checkpoint:
             return
         written = time.monotonic()
         manifest, sent = self._finalise(dict(fields, parent=None), bundle_id, _receiver(self.params["send"]))
-        iteration = {"iteration": 1, "pages_written": 0, "pages_skipped_parent": 0, "bytes": _bundle.total_bytes(manifest),
-                     "frozen_seconds": 0.0, "dump_seconds": round(written - started, 3), "send_seconds": sent["seconds"]}
-        self.pre_copied = {"iterations": [iteration], "stop": "files_ahead", "parent": _bundle.parent_of(manifest),
+        self.pre_copied = {"iterations": [_iteration(1, fields, manifest, written - started, sent)], "stop": "files_ahead",
+                           "parent": _bundle.parent_of(manifest),
                            "why": "the container's files went to the target while it ran; its memory goes in the freeze"}
 
     def _dump(self, partial: str, handover: t.Callable[[dict[str, t.Any]], bool] | None) -> dict[str, t.Any]:
@@ -270,6 +260,21 @@ class Checkpoint:
         # The pre-copy iterations' bytes count too: they went to the target as well.
         pre_copied = sum(each["bytes"] for each in (manifest.get("pre_copy") or {}).get("iterations", []))
         return dict(more, changed=changed, path=self.path, manifest=manifest, bytes=_bundle.total_bytes(manifest) + pre_copied)
+
+
+def _iteration(number: int, fields: dict[str, t.Any], manifest: dict[str, t.Any], seconds: float,
+               sent: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The record of one bundle sent ahead of the freeze (a pre-copy iteration, or files)."""
+    stats = fields.get("stats") or {}
+    return {
+        "iteration": number,
+        "pages_written": stats.get("pages_written", 0),
+        "pages_skipped_parent": stats.get("pages_skipped_parent", 0),
+        "bytes": _bundle.total_bytes(manifest),
+        "frozen_seconds": round(stats.get("frozen_time", 0) / 1e6, 3),
+        "dump_seconds": round(seconds, 3),
+        "send_seconds": sent["seconds"],
+    }
 
 
 def _receiver(send: dict[str, t.Any]) -> _transport.Channel:

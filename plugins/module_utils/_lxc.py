@@ -175,20 +175,20 @@ class LxcEngine(Engine):
         """The host's network devices: what a container's interfaces are linked to."""
         return sorted(os.listdir("/sys/class/net"))
 
-    def _criu(self, argv, what, images, options, stats):
-        """lxc-checkpoint with a CRIU configuration of this call's; returns CRIU's statistics (``stats``)."""
+    def _criu(self, argv, what, images, options, restore):
+        """lxc-checkpoint with a CRIU configuration of this call's; returns CRIU's statistics."""
+        action = "restore" if restore else "dump"
         work = tempfile.mkdtemp(prefix=".work-", dir=os.path.dirname(images))
         try:
             config = os.path.join(work, "criu.conf")
             with open(config, "w", encoding="utf-8") as handle:
-                handle.write(criu_config(work, options, stats == "stats-restore"))
+                handle.write(criu_config(work, options, restore))
             try:
                 self._run(argv, what, {"CRIU_CONFIG_FILE": config})
             except EngineError as exc:
                 # LXC has CRIU log into the images directory, whatever the work directory.
-                log = log_tail(images, "dump.log" if stats == "stats-dump" else "restore.log")
-                raise EngineError(str(exc), (exc.detail + "\n" + log).strip()) from exc
-            return criu_stats(work, stats) or criu_stats(images, stats)
+                raise EngineError(str(exc), (exc.detail + "\n" + log_tail(images, action + ".log")).strip()) from exc
+            return criu_stats(work, "stats-" + action) or criu_stats(images, "stats-" + action)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -201,7 +201,7 @@ class LxcEngine(Engine):
         if info["cannot_move"]:
             raise EngineError("container %s cannot move: %s" % (container, "; ".join(info["cannot_move"])))
         stop = not options.get("leave_running")
-        stats = self._criu(checkpoint_args(container, bundle_dir, stop), "lxc-checkpoint", bundle_dir, options, "stats-dump")
+        stats = self._criu(checkpoint_args(container, bundle_dir, stop), "lxc-checkpoint", bundle_dir, options, restore=False)
         work = tempfile.mkdtemp(prefix=".work-", dir=os.path.dirname(bundle_dir))
         try:
             # Taken with the container stopped: its files are the ones its memory was dumped with. After
@@ -258,7 +258,7 @@ class LxcEngine(Engine):
 
     def resume(self, bundle_dir, manifest, options):
         name = manifest["container"]["name"]
-        stats = self._criu(restore_args(name, bundle_dir), "lxc-checkpoint --restore", bundle_dir, options, "stats-restore")
+        stats = self._criu(restore_args(name, bundle_dir), "lxc-checkpoint --restore", bundle_dir, options, restore=True)
         return {"stats": stats, "container": self.describe(name)}
 
     def running(self, manifest):
