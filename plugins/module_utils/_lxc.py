@@ -15,12 +15,20 @@ LXC passes CRIU no option of Ferry's, so each call gets a CRIU configuration fil
 (``CRIU_CONFIG_FILE``): the connection options, a work directory outside the bundle, and the older
 mount engine, as CRIU's newer one cannot restore LXC's bind mounts of host directories
 ("move_mount ... Invalid argument" on /lib).
+
+CRIU restores a network namespace's addresses before the iptables rules that lock its connections
+(net.c, prepare_net_ns_second_stage): a client's packet arriving in between finds no socket and is
+answered with a reset. About one move in ten lost its connection so in the lab; a container with a
+large routing table widens the gap to seconds. CRIU runs ``ip`` through ``CR_IP_TOOL``, so a restore
+gets one that puts CRIU's own lock on before the addresses (``IP_LOCK_FIRST``); the rules restored
+from the dump replace it, and CRIU's unlock at the end of the restore removes it as always.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import typing as t
 
@@ -31,6 +39,16 @@ from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engin
 ARCHIVE = "container.tar"
 SNAPSHOT = "container.snar"  # GNU tar's record of what the level-0 archive holds, for the level-1 one
 TAR = ["tar", "--numeric-owner", "--xattrs", "--acls"]
+# CRIU's connection lock (net.c, iptables_network_lock_internal; 0xc114 is SOCCR_MARK), put on by the
+# ``ip`` a restore runs before it restores the addresses; IPv6 when CRIU locks it too (kdat.ipv6).
+IP_LOCK_FIRST = r"""#!{python} -I
+import os, subprocess, sys
+LOCK = "*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n"
+if sys.argv[1:3] == ["addr", "restore"]:
+    for tool in ["iptables-restore"] + (["ip6tables-restore"] if os.path.exists("/proc/sys/net/ipv6") else []):
+        subprocess.run([tool, "-w", "--noflush"], input=LOCK, text=True, check=True)
+os.execvp("ip", ["ip"] + sys.argv[1:])
+"""
 # Network types whose interface is made anew on the target from a link of the host's.
 LINKED = ("veth", "macvlan", "ipvlan", "vlan")
 
@@ -101,7 +119,8 @@ def restore_args(name: str, directory: str) -> list[str]:
 
 
 def criu_config(work: str, options: dict[str, t.Any], restore: bool) -> str:
-    lines = ["work-dir " + work] + (["mntns-compat-mode"] if restore else [])
+    # The lock IP_LOCK_FIRST puts on is the iptables one, whatever a host's own CRIU configuration says.
+    lines = ["work-dir " + work, "network-lock iptables"] + (["mntns-compat-mode"] if restore else [])
     if options.get("tcp_established"):
         # A connection the kernel accepted but the container did not yet: reset, and the client retries.
         lines += ["tcp-established", "skip-in-flight"]
@@ -183,8 +202,18 @@ class LxcEngine(Engine):
             config = os.path.join(work, "criu.conf")
             with open(config, "w", encoding="utf-8") as handle:
                 handle.write(criu_config(work, options, restore))
+            environ = {"CRIU_CONFIG_FILE": config}
+            if restore:
+                ip = os.path.join(work, "ip")
+                with open(os.open(ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700), "w", encoding="utf-8") as handle:
+                    handle.write(IP_LOCK_FIRST.format(python=sys.executable))
+                if os.access(ip, os.X_OK):
+                    environ["CR_IP_TOOL"] = ip
+                else:  # a restore without it may reset a connection; one that fails may lose the container
+                    self.module.warn("%s is mounted noexec, so CRIU restores the container's addresses before it locks its "
+                                     "connections: a client may see its connection reset" % os.path.dirname(images))
             try:
-                self._run(argv, what, {"CRIU_CONFIG_FILE": config})
+                self._run(argv, what, environ)
             except EngineError as exc:
                 # LXC has CRIU log into the images directory, whatever the work directory.
                 raise EngineError(str(exc), (exc.detail + "\n" + log_tail(images, action + ".log")).strip()) from exc

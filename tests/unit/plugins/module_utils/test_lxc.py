@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 from ansible_collections.ferry.migrate.plugins.module_utils import _lxc
 
 CONFIG = """# Template used to create this container: /usr/share/lxc/templates/lxc-busybox
@@ -47,6 +51,28 @@ def test_commands_and_criu_options():
     assert _lxc.checkpoint_args("sys1", "/b", False)[-1] == "/b"
     assert _lxc.restore_args("sys1", "/b") == ["lxc-checkpoint", "--restore", "--daemon", "--name", "sys1", "--checkpoint-dir", "/b"]
     # CRIU takes its newer mount engine's opposite only on restore, and refuses it on a dump.
-    assert _lxc.criu_config("/w", {}, False) == "work-dir /w\n"
+    assert _lxc.criu_config("/w", {}, False) == "work-dir /w\nnetwork-lock iptables\n"
     assert _lxc.criu_config("/w", {"tcp_established": True, "file_locks": True}, True).splitlines() == [
-        "work-dir /w", "mntns-compat-mode", "tcp-established", "skip-in-flight", "file-locks"]
+        "work-dir /w", "network-lock iptables", "mntns-compat-mode", "tcp-established", "skip-in-flight", "file-locks"]
+
+
+def test_the_ip_a_restore_runs_locks_connections_before_it_restores_addresses(tmp_path):
+    """CRIU's ``ip addr restore`` gets CRIU's lock first (IPv4, and IPv6 where the host has it); every
+    other ``ip`` command passes through unchanged, its input too."""
+    log = tmp_path / "log"
+    for tool in ("ip", "iptables-restore", "ip6tables-restore"):
+        stub = tmp_path / tool
+        stub.write_text("#!/bin/sh\n{ echo \"%s $*\"; /bin/cat; echo; } >> %s\n" % (tool, log))
+        stub.chmod(0o755)
+    helper = tmp_path / "helper"
+    helper.write_text(_lxc.IP_LOCK_FIRST.format(python=sys.executable))
+    helper.chmod(0o700)
+    environ = dict(os.environ, PATH=str(tmp_path))
+    subprocess.run([str(helper), "addr", "restore"], input="ADDRESSES\n", text=True, env=environ, check=True)
+    subprocess.run([str(helper), "route", "restore"], input="ROUTES\n", text=True, env=environ, check=True)
+    calls = log.read_text().split("\n\n")
+    ipv6 = os.path.exists("/proc/sys/net/ipv6")
+    assert calls[0].startswith("iptables-restore -w --noflush\n*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n")
+    assert "-A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT" in calls[0]
+    assert calls[1].startswith("ip6tables-restore -w --noflush\n*filter") == ipv6
+    assert calls[1 + ipv6:] == ["ip addr restore\nADDRESSES", "ip route restore\nROUTES", ""]
