@@ -45,7 +45,8 @@ _value:
       C(pre_copy_iterations) (each pre-copy iteration with pages_written, bytes, frozen_seconds,
       dump_seconds, send_seconds; empty for the other methods), C(pre_copy_stop) (V(converged),
       V(no_progress) or V(max_iterations)),
-      C(data_path), C(image_carried), C(criu_stats), C(phases) (name and seconds of each).
+      C(data_path), C(image_carried), C(files_shared) (the container's files stayed on storage both hosts
+      share), C(criu_stats), C(phases) (name and seconds of each).
   type: dict
 """
 

@@ -26,7 +26,7 @@ import typing as t
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _transport
 
 # The options a manifest records, which its restore (and a resume here) reads back.
-RECORDED = ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method")
+RECORDED = ("leave_running", "tcp_established", "file_locks", "compress", "include_image", "method", "files_shared")
 # When pre-copy stops iterating (the checkpoint module's option pre_copy).
 PRE_COPY_SPEC = dict(
     max_iterations=dict(type="int", default=8),
@@ -98,6 +98,8 @@ class Checkpoint:
             return "method: engine %s offers %s only, not %s" % (self.engine.name, ", ".join(offered), method)
         if method != "stop_and_copy" and self.params["leave_running"]:
             return "leave_running: a copy is taken with method stop_and_copy only"
+        if self.params["files_shared"] and not self.engine.capabilities["shares_files"]:
+            return "files_shared: engine %s keeps no files of a container's own that hosts could share" % self.engine.name
         if method == "pre_copy" or self.params["send"]:
             try:
                 _bundle.pre_copy_id(self.checkpoint_id, 9999)
@@ -130,7 +132,7 @@ class Checkpoint:
             self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
             if self.params["method"] == "pre_copy":
                 self._pre_copy()
-            elif self.params["send"]:
+            elif self.params["send"] and not self.params["files_shared"]:
                 self._files_ahead()
             self.frozen_at = _engine.now()
             frozen = not self.params["leave_running"]

@@ -144,7 +144,8 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
 
 class DockerEngine(ImageEngine):
     name = tool = "docker"
-    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID"}
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID",
+                    "shares_files": False}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

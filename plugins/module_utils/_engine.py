@@ -36,7 +36,8 @@ class Engine:
     # exec: the argv that runs a command inside a container, the command appended; "{id}" stands for the
     # container's ID (empty: its processes run on the host);
     # identity: what names the container on the target after a restore.
-    capabilities: dict[str, t.Any] = {"methods": ["stop_and_copy"], "carries_image": False, "exec": [], "identity": ""}
+    capabilities: dict[str, t.Any] = {"methods": ["stop_and_copy"], "carries_image": False, "exec": [], "identity": "",
+                                      "shares_files": False}
 
     def __init__(self, module: t.Any, criu: _criu.Criu):
         self.module = module

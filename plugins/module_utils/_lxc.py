@@ -9,7 +9,9 @@ while the container runs (``files_ahead``: a level-0 archive and its snapshot fi
 taken in the freeze carries only what changed since (a level-1 archive, deletions included); else the
 whole directory is in that bundle. Either is taken once the dump has stopped the container, so the
 files are the ones its memory was checkpointed with. The target unpacks them in order at the same
-path (CRIU restores mounts by path) and restores.
+path (CRIU restores mounts by path) and restores. When both hosts see the same directory (shared
+storage: the checkpoint's ``files_shared``, which the preflight sets when the two hosts' ``files_id``
+agree), nothing of it is copied, and no host removes it: only the container stops there.
 
 LXC passes CRIU no option of Ferry's, so each call gets a CRIU configuration file of its own
 (``CRIU_CONFIG_FILE``): the connection options, a work directory outside the bundle, and the older
@@ -91,6 +93,13 @@ def host_paths(config: dict[str, list[str]]) -> list[str]:
     return sorted(paths)
 
 
+def files_id(directory: str) -> str:
+    """The identity of a container's files: the same on two hosts when both see one directory (shared
+    storage hands every client the server's inode numbers and times), different for any two copies."""
+    here, config = os.stat(directory), os.stat(os.path.join(directory, "config"))
+    return "%d:%d:%d" % (here.st_ino, config.st_ino, config.st_mtime_ns)
+
+
 def cannot_move(config: dict[str, list[str]], directory: str) -> list[str]:
     """What stops this container from being checkpointed or re-created on another host, named."""
     reasons = []
@@ -133,7 +142,7 @@ class LxcEngine(Engine):
     name = "lxc"
     # lxc-checkpoint has neither a page server nor a lazy restore on its command line; found by name.
     capabilities = {"methods": ["stop_and_copy"], "carries_image": False, "exec": ["lxc-attach", "--name", "{id}", "--"],
-                    "identity": "container name"}
+                    "identity": "container name", "shares_files": True}
 
     def __init__(self, module, criu):
         super().__init__(module, criu)
@@ -184,6 +193,7 @@ class LxcEngine(Engine):
             "network_mode": None,
             "cannot_move": cannot_move(config, directory),
             "host_paths": host_paths(config),
+            "files_id": files_id(directory),
         }
 
     def list(self):
@@ -231,6 +241,8 @@ class LxcEngine(Engine):
             raise EngineError("container %s cannot move: %s" % (container, "; ".join(info["cannot_move"])))
         stop = not options.get("leave_running")
         stats = self._criu(checkpoint_args(container, bundle_dir, stop), "lxc-checkpoint", bundle_dir, options, restore=False)
+        if options.get("files_shared"):
+            return {"container": info, "stats": stats}  # the target sees these very files
         work = tempfile.mkdtemp(prefix=".work-", dir=os.path.dirname(bundle_dir))
         try:
             # Taken with the container stopped: its files are the ones its memory was dumped with. After
@@ -272,6 +284,13 @@ class LxcEngine(Engine):
     def restore(self, bundle_dir, manifest, options):
         name = manifest["container"]["name"]
         directory = self._directory(name)
+        if options.get("files_shared"):
+            # No file is copied, so none is removed if the restore fails: they are the source's too.
+            found = self.describe(name)
+            if not found or found["files_id"] != manifest["container"]["files_id"]:
+                raise EngineError("files_shared: this host does not see %s's files as the source did (%s is %s, %s there)"
+                                  % (name, directory, found["files_id"] if found else "missing", manifest["container"]["files_id"]))
+            return self.resume(bundle_dir, manifest, options)
         if os.path.lexists(directory):
             raise EngineError("an lxc container %s is already here (%s)" % (name, directory))
         # The files sent ahead first, then what changed in them (an incremental extract also deletes).
@@ -294,7 +313,10 @@ class LxcEngine(Engine):
         return self._state(manifest["container"]["name"])[0] == "running"
 
     def exists(self, manifest):
-        return os.path.isfile(os.path.join(self._directory(manifest["container"]["name"]), "config"))
+        name = manifest["container"]["name"]
+        if (manifest.get("options") or {}).get("files_shared"):
+            return self._state(name)[0] != "stopped"  # the files are every host's: only a running copy is this host's
+        return os.path.isfile(os.path.join(self._directory(name), "config"))
 
     def remove(self, manifest):
         name = manifest["container"]["name"]
@@ -302,5 +324,6 @@ class LxcEngine(Engine):
             return False
         if self._state(name)[0] != "stopped":
             self._run(["lxc-stop", "--name", name, "--kill"], "lxc-stop")
-        self._run(["lxc-destroy", "--name", name], "lxc-destroy")
+        if not (manifest.get("options") or {}).get("files_shared"):
+            self._run(["lxc-destroy", "--name", name], "lxc-destroy")
         return True

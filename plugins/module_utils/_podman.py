@@ -92,7 +92,8 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
 class PodmanEngine(ImageEngine):
     name = tool = "podman"
     # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID.
-    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"], "identity": "container ID"}
+    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"], "identity": "container ID",
+                    "shares_files": False}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

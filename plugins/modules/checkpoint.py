@@ -70,6 +70,15 @@ options:
     description: Put the container's image into the bundle (podman, docker), for targets that lack it.
     type: bool
     default: false
+  files_shared:
+    description:
+      - The target sees the container's own files at the same path (shared storage), so the bundle leaves
+        them out and neither host removes them. The restore checks that the target's C(files_id) (see
+        M(ferry.migrate.container_info)) is the one found here. Engines whose capabilities include
+        C(shares_files) only (V(lxc)); role P(ferry.migrate.migrate#role) sets it when the two hosts'
+        C(files_id) agree.
+    type: bool
+    default: false
   method:
     description:
       - How the memory travels; engine V(criu) only for all but V(stop_and_copy).
@@ -325,6 +334,7 @@ def main():
             file_locks=dict(type="bool", default=False),
             compress=dict(type="str", choices=["none", "gzip", "zstd"], default="none"),
             include_image=dict(type="bool", default=False),
+            files_shared=dict(type="bool", default=False),
             pidfile=dict(type="path"),
             tree_dir=dict(type="path", default="/run/ferry/trees"),
             method=dict(type="str", choices=["stop_and_copy", "stream", "post_copy", "pre_copy"], default="stop_and_copy"),

@@ -59,6 +59,8 @@ containers:
   description:
     - One entry per container. C(cannot_move) names what stops it from moving anywhere; C(networks) and
       C(host_paths) (the host's directories and files it bind-mounts) are what a target must have too.
+    - Engine V(lxc) adds C(files_id), the identity of the container's directory. Two hosts report the same
+      one only when both see that very directory (shared storage), and then the files are not copied.
   returned: always
   type: list
   elements: dict
@@ -90,10 +92,11 @@ capabilities:
     - What the engine can do, for callers that must not guess it from its name - C(methods) (how its
       memory can move, best first), C(carries_image) (a checkpoint can carry the image to a target
       that lacks it), C(exec) (the argv that runs a command inside a container, the command appended,
-      with C({id}) standing for the container's ID; empty when the container's processes run on the host) and C(identity) (what names it after a restore).
+      with C({id}) standing for the container's ID; empty when the container's processes run on the host), C(identity) (what names it after a
+      restore) and C(shares_files) (its containers' files can live on storage that hosts share, so a checkpoint may leave them out).
   returned: always
   type: dict
-  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID}
+  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID, shares_files: false}
 """
 
 from ansible.module_utils.basic import AnsibleModule

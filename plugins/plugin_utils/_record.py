@@ -79,6 +79,7 @@ def record(facts: dict[str, t.Any]) -> dict[str, t.Any]:
         "pre_copy_stop": pre_copy.get("stop") if migrated else None,
         "data_path": moved.get("data_path"),
         "image_carried": bool(facts.get("image_carried")),
+        "files_shared": bool((manifest.get("options") or {}).get("files_shared")),
         "criu_stats": manifest.get("stats"),
         "phases": [],
     })

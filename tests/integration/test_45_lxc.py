@@ -1,7 +1,9 @@
 """LXC system containers (engine lxc): an init with services moves with its memory, its processes and
 its connections; a drain moves podman and lxc containers together, a rebalance spreads lxc containers;
 a failed restore rolls back."""
+import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -101,6 +103,42 @@ def test_system_container_moves_with_its_processes_and_connections(clean):
     assert "/lib" in info["host_paths"] and info["cannot_move"] == []
     time.sleep(0.5)
     assert count("node2", "sys1", "lxc") > before  # still counting
+
+
+def test_files_on_storage_both_hosts_share_are_not_copied(clean):
+    """node1 and node2 see one /var/lib/lxc (a directory of the machine's, bind-mounted on both, as a
+    shared file system would show it): only the memory moves, and no host removes the files."""
+    shared = "/srv/ferry-lab-shared-lxc"  # the machine's, seen by every lab host
+    os.makedirs(shared, mode=0o700, exist_ok=True)
+    for node in ("node1", "node2"):
+        ssh(node, "mount --bind %s /var/lib/lxc" % shared)
+    try:
+        before = start_lxc("node1", "sys1", ADDRESS)
+        blob = ssh("node1", "mkdir /var/lib/lxc/sys1/rootfs/srv; dd if=/dev/urandom of=/var/lib/lxc/sys1/rootfs/srv/blob bs=1M count=16 "
+                            "status=none; stat -c %i /var/lib/lxc/sys1/rootfs/srv/blob; lxc-attach --name sys1 -- sha256sum /srv/blob")
+        client = Client(ADDRESS)
+        client.start()
+        time.sleep(1)
+        proc = migrate("sys1", "node1", "node2", migrate_engine="lxc")
+        time.sleep(1)
+        assert client.finish() > 20
+        report = " ".join(proc.stdout.split())
+        assert "its files on storage both hosts share" in report and "files sent ahead" not in report, report[-2000:]
+        assert float(re.search(r", ([0-9.]+) MiB by ssh", report).group(1)) < 16  # the memory only
+        assert containers("node1", "lxc") == ["sys1 stopped"] and containers("node2", "lxc") == ["sys1 running"]
+        assert count("node2", "sys1", "lxc") > before
+        # The very file: not copied, not unpacked, not removed.
+        assert ssh("node2", "stat -c %i /var/lib/lxc/sys1/rootfs/srv/blob; lxc-attach --name sys1 -- sha256sum /srv/blob") == blob
+        assert images_dir("node1") == "" and images_dir("node2") == ""
+        # Back again: the same files, the other way.
+        assert "its files on storage both hosts share" in " ".join(migrate("sys1", "node2", "node1", migrate_engine="lxc").stdout.split())
+        assert containers("node1", "lxc") == ["sys1 running"] and containers("node2", "lxc") == ["sys1 stopped"]
+    finally:
+        ssh("node2", "lxc-stop --name sys1 --kill 2>/dev/null; true")
+        ssh("node1", "lxc-stop --name sys1 --kill 2>/dev/null; lxc-destroy --name sys1 >/dev/null 2>&1; true")
+        for node in ("node1", "node2"):
+            ssh(node, "umount /var/lib/lxc")
+        shutil.rmtree(shared)
 
 
 def test_container_with_ttys_is_refused_before_anything_changes(clean):

@@ -20,7 +20,7 @@ def delivering(delivered, sent_bytes):
 
 def params(tmp_path, **more):
     return dict(dict(container="web", images_dir=str(tmp_path), leave_running=False, tcp_established=False,
-                     file_locks=False, compress="none", include_image=False, method="stop_and_copy", page_link=None,
+                     file_locks=False, compress="none", include_image=False, files_shared=False, method="stop_and_copy", page_link=None,
                      send=None, pre_copy={"max_iterations": 8, "converged_bytes": 8 << 20, "unconverged": "finish"}), **more)
 
 
@@ -123,6 +123,7 @@ def test_post_copy_failing_after_the_handover_says_what_is_lost(tmp_path):
 @pytest.mark.parametrize("changes, refusal", [
     ({"method": "stream"}, "method: engine fake offers stop_and_copy, post_copy, pre_copy only, not stream"),
     ({"method": "post_copy", "leave_running": True}, "leave_running: a copy is taken with method stop_and_copy only"),
+    ({"files_shared": True}, "files_shared: engine fake keeps no files of a container's own that hosts could share"),
 ])
 def test_what_cannot_be_done_is_refused_naming_the_option(tmp_path, changes, refusal):
     assert _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, **changes), "web").refusal() == refusal
@@ -234,3 +235,16 @@ def test_files_go_ahead_while_the_container_runs_and_the_freeze_stands_on_them(t
     _checkpoint.Checkpoint(FakeEngine(), params(tmp_path / "c", send={"target": "node2"}), "web", Receiver(),
                            deliver=delivering([], 3)).take()
     assert sorted(os.listdir(tmp_path / "c")) == ["web"]
+
+
+def test_files_on_storage_both_hosts_share_do_not_go_ahead(tmp_path, monkeypatch):
+    monkeypatch.setattr(_checkpoint, "_receiver", lambda send: Receiver())
+    engine = FilesAheadEngine()
+    engine.capabilities = dict(engine.capabilities, shares_files=True)
+    delivered = []
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, send={"target": "node2"}, files_shared=True), "web", Receiver(),
+                                        deliver=delivering(delivered, 3))
+    assert checkpoint.refusal() is None
+    manifest = checkpoint.take()["manifest"]
+    assert [m["id"] for _to, _path, m in delivered] == ["web"] and engine.parents == [None]
+    assert manifest["options"]["files_shared"] and "pre_copy" not in manifest

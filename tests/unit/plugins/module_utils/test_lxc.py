@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 import sys
 
@@ -76,3 +77,13 @@ def test_the_ip_a_restore_runs_locks_connections_before_it_restores_addresses(tm
     assert "-A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT" in calls[0]
     assert calls[1].startswith("ip6tables-restore -w --noflush\n*filter") == ipv6
     assert calls[1 + ipv6:] == ["ip addr restore\nADDRESSES", "ip route restore\nROUTES", ""]
+
+
+def test_files_id_is_the_same_for_one_directory_and_differs_for_a_copy(tmp_path):
+    """Shared storage shows every host the same directory; a copy, even with the same times, is another one."""
+    (tmp_path / "sys1" / "rootfs").mkdir(parents=True)
+    (tmp_path / "sys1" / "config").write_text("lxc.uts.name = sys1\n")
+    shutil.copytree(tmp_path / "sys1", tmp_path / "copy", copy_function=shutil.copy2)
+    assert _lxc.files_id(str(tmp_path / "sys1")) == _lxc.files_id(str(tmp_path / "sys1"))
+    assert _lxc.files_id(str(tmp_path / "copy")) != _lxc.files_id(str(tmp_path / "sys1"))
+    assert os.stat(tmp_path / "copy" / "config").st_mtime_ns == os.stat(tmp_path / "sys1" / "config").st_mtime_ns
