@@ -18,7 +18,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _criu, _engine, _engines, _pagelink
 
 
 class Failed(Exception):
@@ -125,7 +125,10 @@ class Restore:
             result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
             raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
-        return dict(result, changed=True, running_at=_engine.now(), seconds=round(time.monotonic() - started, 3))
+        running_at = _engine.now()
+        # Here or back at home, the switches must learn where the container's MAC is now.
+        announced = _address.announce_namespace((result.get("container") or {}).get("pid"))
+        return dict(result, changed=True, announced=announced, running_at=running_at, seconds=round(time.monotonic() - started, 3))
 
 
 def run(module: t.Any) -> None:

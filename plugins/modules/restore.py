@@ -23,6 +23,8 @@ description:
     A different container with the same name is a conflict, never replaced."
   - "O(resume=true) runs the container again where it was checkpointed (the source): the rollback of
     a migration that failed before the target took over."
+  - "Once a container with a network namespace of its own runs, restored or resumed, a gratuitous ARP
+    for each of its IPv4 addresses tells the segment's switches where its MAC is now (RV(announced))."
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
     Used to clean a target after a failed restore, and to remove the source's stopped copy once the
     target runs it. A restore still waiting for this checkpoint (O(wait)) is cancelled."
@@ -109,6 +111,15 @@ seconds:
   description: How long the restore took.
   returned: when a restore happened
   type: float
+announced:
+  description:
+    - The IPv4 addresses of the container's own network namespace that a gratuitous ARP announced once it ran
+      (here or, for a resume, back at home), so that switches and peers find its MAC at its new port at once.
+    - Empty for a container that shares its host's network namespace (a tree's addresses are moved and announced
+      by the engine) or has no address but loopback.
+  returned: when a restore happened
+  type: list
+  elements: str
 image_loaded:
   description: The image was missing here and was loaded from the bundle.
   returned: when a podman or docker restore happened

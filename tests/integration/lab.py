@@ -142,7 +142,9 @@ COUNTER = ("{engine} run -d --name {name} --network none localhost/ferry/busybox
 
 # A system container of LXC's busybox template, with an init running services: syslogd, a counter,
 # a TCP echo server on port 7000, at an address of its own on the lab's shared segment, and a ticker
-# that keeps one file /var/tick-N, making the next and deleting the last.
+# that keeps one file /var/tick-N, making the next and deleting the last. IPv4 only, as many are: its
+# link sends nothing of its own when it comes up (no IPv6 neighbour discovery), so after a move the
+# lab's switch learns where its MAC went from Ferry's announcement, or from the container's next reply.
 LXC = r"""set -e
 lxc-create --name {name} --template busybox >/dev/null
 d=/var/lib/lxc/{name}
@@ -154,6 +156,8 @@ lxc.net.0.macvlan.mode = bridge
 lxc.net.0.link = eth0
 lxc.net.0.flags = up
 lxc.net.0.ipv4.address = {address}/24
+lxc.sysctl.net.ipv6.conf.all.disable_ipv6 = 1
+lxc.sysctl.net.ipv6.conf.default.disable_ipv6 = 1
 {extra}
 EOF
 printf '#!/bin/sh\n/bin/syslogd\n/bin/mount -a\n' > $d/rootfs/etc/init.d/rcS
@@ -172,6 +176,9 @@ def start_lxc(node, name, address, ttys=0, extra=""):
     """An LXC system container (see LXC) on ``node``, ``extra`` added to its configuration; returns its
     count once it counts."""
     ssh(node, LXC.format(name=name, address=address, ttys=ttys, extra=extra))
+    # A new container has a new MAC: the tests' own ARP entry for an earlier one at this address would
+    # take up to a minute to give up on the old MAC. (A migrated container keeps its MAC.)
+    subprocess.run(["ip", "neigh", "flush", "to", address], check=True)
     time.sleep(1)
     return count(node, name, "lxc")
 
