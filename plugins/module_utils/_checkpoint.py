@@ -53,7 +53,7 @@ def pre_copy_stop(written: list[int], rules: dict[str, t.Any]) -> tuple[str, str
         return "no_progress", ("iteration %d wrote %s against %s before: the container dirties memory about as fast as "
                                "it is sent" % (len(written), _mib(last), _mib(written[-2])))
     if len(written) >= rules["max_iterations"]:
-        return "max_iterations", "%d iterations (max_iterations) and still %s dirty" % (len(written), _mib(last))
+        return "max_iterations", "%d iteration(s) (max_iterations, or all the engine can stand on) and still %s dirty" % (len(written), _mib(last))
     return None
 
 
@@ -155,7 +155,8 @@ class Checkpoint:
     def _pre_copy(self) -> None:
         """Pre-dump the running container again and again, each iteration a bundle of its own sent to
         the target at once, until pre_copy_stop says enough; the final dump stands on the last one."""
-        rules, iterations, parent = self.params["pre_copy"], [], None
+        rules, iterations, parent = dict(self.params["pre_copy"]), [], None
+        rules["max_iterations"] = min(rules["max_iterations"], self.engine.capabilities["pre_dumps"] or rules["max_iterations"])
         while True:
             bundle_id = _bundle.pre_copy_id(self.checkpoint_id, len(iterations) + 1)
             partial = _bundle.start(self.images_dir, bundle_id)

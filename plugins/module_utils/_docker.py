@@ -145,7 +145,7 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
 class DockerEngine(ImageEngine):
     name = tool = "docker"
     capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID",
-                    "shares_files": False}
+                    "shares_files": False, "pre_dumps": None}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):

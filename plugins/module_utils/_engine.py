@@ -35,9 +35,11 @@ class Engine:
     # carries_image: a bundle can carry the container's image to a target that lacks it;
     # exec: the argv that runs a command inside a container, the command appended; "{id}" stands for the
     # container's ID (empty: its processes run on the host);
-    # identity: what names the container on the target after a restore.
+    # identity: what names the container on the target after a restore;
+    # shares_files: its containers' files may live on storage hosts share;
+    # pre_dumps: the most pre-copy iterations a final dump can stand on (None: no limit).
     capabilities: dict[str, t.Any] = {"methods": ["stop_and_copy"], "carries_image": False, "exec": [], "identity": "",
-                                      "shares_files": False}
+                                      "shares_files": False, "pre_dumps": None}
 
     def __init__(self, module: t.Any, criu: _criu.Criu):
         self.module = module

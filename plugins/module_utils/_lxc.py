@@ -142,7 +142,8 @@ class LxcEngine(Engine):
     name = "lxc"
     # lxc-checkpoint has neither a page server nor a lazy restore on its command line; found by name.
     capabilities = {"methods": ["stop_and_copy"], "carries_image": False, "exec": ["lxc-attach", "--name", "{id}", "--"],
-                    "identity": "container name", "shares_files": True}
+                    "identity": "container name", "shares_files": True,
+                    "pre_dumps": None}
 
     def __init__(self, module, criu):
         super().__init__(module, criu)

@@ -13,6 +13,7 @@ import os
 import time
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import EngineError, ImageEngine, bind_sources, restart_policy, tree_cpu, tree_rss
 
 MIN_VERSION = (4, 0)
@@ -31,17 +32,27 @@ def checkpoint_args(container: str, export: str, options: dict[str, t.Any], criu
         args.append("--tcp-established")
     if options.get("file_locks"):
         args.append("--file-locks")
+    if options.get("parent"):  # pre-copy's final dump: only what changed since the pre-checkpoint
+        args.append("--with-previous")
     return args + [container]
 
 
-def restore_args(target: str, options: dict[str, t.Any], criu_binary: str, imported: bool) -> list[str]:
+def pre_checkpoint_args(container: str, export: str, criu_binary: str) -> list[str]:
+    """Pre-copy's one pre-dump: the running container's memory, tracked for the final dump from now on."""
+    return ["container", "checkpoint", "--pre-checkpoint", "--export", export, "--print-stats", "--compress", "none",
+            "--runtime-flag", "criu=" + criu_binary, container]
+
+
+def restore_args(target: str, options: dict[str, t.Any], criu_binary: str, imported: bool, previous: str | None = None) -> list[str]:
+    """``target``: the archive to import, or (a resume) the container whose checkpoint podman kept;
+    ``previous``: the pre-checkpoint's archive that an imported final dump stands on."""
     args = ["container", "restore", "--print-stats", "--runtime-flag", "criu=" + criu_binary]
     if options.get("tcp_established"):
         args.append("--tcp-established")
     if options.get("file_locks"):
         args.append("--file-locks")
     if imported:
-        return args + ["--import", target]
+        return args + (["--import-previous", previous] if previous else []) + ["--import", target]
     return args + ["--keep", target]
 
 
@@ -91,9 +102,10 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
 
 class PodmanEngine(ImageEngine):
     name = tool = "podman"
-    # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID.
-    capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"], "identity": "container ID",
-                    "shares_files": False}
+    # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID. Podman
+    # pre-dumps once (--pre-checkpoint), and the final dump stands on that one only (--with-previous).
+    capabilities = {"methods": ["pre_copy", "stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"],
+                    "identity": "container ID", "shares_files": False, "pre_dumps": 1}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):
@@ -140,9 +152,21 @@ class PodmanEngine(ImageEngine):
             raise EngineError("%s (%s)" % (exc, note), exc.detail) from exc
         return {"container": info, "stats": parse_stats(out)}
 
+    def pre_dump(self, container, bundle_dir, parent):
+        if parent:
+            raise EngineError("podman pre-dumps a container once (capability pre_dumps)")
+        info = self.describe(container)
+        if not info or info["state"] != "running":
+            raise EngineError("container %s is %s, not running" % (container, info["state"] if info else "missing"))
+        out = self._run(pre_checkpoint_args(info["id"], os.path.join(bundle_dir, CHECKPOINT_FILE), self.criu.binary),
+                        "podman container checkpoint --pre-checkpoint")
+        return {"container": info, "stats": parse_stats(out)}
+
     def restore(self, bundle_dir, manifest, options):
         image_loaded = self.ensure_image(bundle_dir, manifest["container"]["image_id"])
-        out = self._run(restore_args(os.path.join(bundle_dir, CHECKPOINT_FILE), options, self.criu.binary, True),
+        # A pre-copy's final dump: its pre-checkpoint is the bundle its verified parent link leads to.
+        previous = os.path.join(bundle_dir, _bundle.PARENT, CHECKPOINT_FILE) if manifest.get("parent") else None
+        out = self._run(restore_args(os.path.join(bundle_dir, CHECKPOINT_FILE), options, self.criu.binary, True, previous),
                         "podman container restore")
         return {"stats": parse_stats(out), "container": self._after_restore(manifest), "image_loaded": image_loaded}
 

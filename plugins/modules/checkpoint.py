@@ -99,6 +99,8 @@ options:
         with V(stop_and_copy), but only what changed since the last iteration, and the bundle names the
         chain it stands on, each link by the digest of its file list, which the target checks before it
         restores. The tree is frozen for a moment in each iteration, while CRIU collects its pages.
+        Engine V(podman) pre-dumps once (C(podman container checkpoint --pre-checkpoint)), and its final dump
+        (C(--with-previous)) stands on that one only, so O(pre_copy.max_iterations) is 1 for it.
     type: str
     choices: [stop_and_copy, stream, post_copy, pre_copy]
     default: stop_and_copy

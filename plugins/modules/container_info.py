@@ -93,10 +93,12 @@ capabilities:
       memory can move, best first), C(carries_image) (a checkpoint can carry the image to a target
       that lacks it), C(exec) (the argv that runs a command inside a container, the command appended,
       with C({id}) standing for the container's ID; empty when the container's processes run on the host), C(identity) (what names it after a
-      restore) and C(shares_files) (its containers' files can live on storage that hosts share, so a checkpoint may leave them out).
+      restore), C(shares_files) (its containers' files can live on storage that hosts share, so a checkpoint may leave them out)
+      and C(pre_dumps) (the most pre-copy iterations its final dump can stand on; null when there is no limit).
   returned: always
   type: dict
-  sample: {methods: [stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID, shares_files: false}
+  sample: {methods: [pre_copy, stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID, shares_files: false,
+           pre_dumps: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

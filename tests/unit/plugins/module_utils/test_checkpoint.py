@@ -196,6 +196,16 @@ def test_a_pre_copy_that_cannot_converge_finishes_by_default_or_aborts_unfrozen_
     assert os.listdir(tmp_path / "again") == []  # the iterations here went with the failure
 
 
+def test_pre_copy_stops_at_the_pre_dumps_the_engine_can_stand_on(tmp_path, monkeypatch):
+    """Podman's final dump stands on one pre-checkpoint only: one iteration, whatever max_iterations says."""
+    checkpoint, engine, delivered = pre_copying(tmp_path, monkeypatch, [1000, 200, 5])
+    engine.capabilities = dict(engine.capabilities, pre_dumps=1)
+    manifest = checkpoint.take()["manifest"]
+    assert [m["id"] for _to, _path, m in delivered] == ["web.pre-1", "web"] and engine.parents == [None, "web.pre-1"]
+    assert manifest["pre_copy"]["stop"] == "max_iterations" and "all the engine can stand on" in manifest["pre_copy"]["why"]
+    assert checkpoint.params["pre_copy"]["max_iterations"] == 4  # the caller's rules are left as they were
+
+
 def test_pre_copy_needs_room_in_the_checkpoint_id_for_its_iterations(tmp_path):
     long_id = "w" * 120
     checkpoint = _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, method="pre_copy"), long_id)

@@ -23,6 +23,17 @@ def test_restore_args_import_and_resume():
     assert _podman.restore_args("abc", {}, CRIU, False)[-2:] == ["--keep", "abc"]
 
 
+def test_pre_copy_pre_checkpoints_once_then_dumps_and_imports_what_changed_on_it():
+    assert _podman.pre_checkpoint_args("abc", "/p/checkpoint.tar", CRIU) == [
+        "container", "checkpoint", "--pre-checkpoint", "--export", "/p/checkpoint.tar", "--print-stats", "--compress", "none",
+        "--runtime-flag", "criu=" + CRIU, "abc"]
+    final = _podman.checkpoint_args("abc", "/b/checkpoint.tar", {"parent": "web.pre-1"}, CRIU)
+    assert final[-3:] == ["--keep", "--with-previous", "abc"]
+    assert "--with-previous" not in _podman.checkpoint_args("abc", "/b/checkpoint.tar", {}, CRIU)
+    assert _podman.restore_args("/b/checkpoint.tar", {}, CRIU, True, "/b/parent/checkpoint.tar")[-4:] == [
+        "--import-previous", "/b/parent/checkpoint.tar", "--import", "/b/checkpoint.tar"]
+
+
 def test_parse_stats():
     out = """{
     "podman_checkpoint_duration": 290019,

@@ -45,8 +45,9 @@ def test_pre_copy_needs_the_sources_soft_dirty_and_the_direct_route():
         _methods.choose("pre_copy", "criu", THIS, SOFT_DIRTY)
     with pytest.raises(_methods.MethodError, match="route controller"):
         _methods.choose("pre_copy", "criu", SOFT_DIRTY, SOFT_DIRTY, route="controller")
-    with pytest.raises(_methods.MethodError, match="engine podman"):
-        _methods.choose("pre_copy", "podman", SOFT_DIRTY, SOFT_DIRTY)
+    with pytest.raises(_methods.MethodError, match="engine docker"):
+        _methods.choose("pre_copy", "docker", SOFT_DIRTY, SOFT_DIRTY)
+    assert _methods.choose("auto", "podman", SOFT_DIRTY, SOFT_DIRTY)["method"] == "pre_copy"  # podman pre-checkpoints
     assert _methods.choose("pre_copy", "criu", SOFT_DIRTY, THIS)["reason"] == "asked for"
 
 
