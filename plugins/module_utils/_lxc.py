@@ -287,10 +287,13 @@ class LxcEngine(Engine):
         directory = self._directory(name)
         if options.get("files_shared"):
             # No file is copied, so none is removed if the restore fails: they are the source's too.
-            found = self.describe(name)
-            if not found or found["files_id"] != manifest["container"]["files_id"]:
+            try:
+                here = files_id(directory)
+            except OSError:
+                here = "missing"
+            if here != manifest["container"]["files_id"]:
                 raise EngineError("files_shared: this host does not see %s's files as the source did (%s is %s, %s there)"
-                                  % (name, directory, found["files_id"] if found else "missing", manifest["container"]["files_id"]))
+                                  % (name, directory, here, manifest["container"]["files_id"]))
             return self.resume(bundle_dir, manifest, options)
         if os.path.lexists(directory):
             raise EngineError("an lxc container %s is already here (%s)" % (name, directory))
