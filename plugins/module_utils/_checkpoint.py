@@ -10,7 +10,8 @@
 3. The engine dumps into a private partial directory; from then on the container may be stopped.
 4. The bundle is finalised (manifest, checksums, its final name); with ``send``, it is first
    delivered from here, hashed as it goes, so it is read once. Post-copy delivers it from inside the dump (the engine's ``handover``), before the lazy pages
-   move, so the target restores while they do.
+   move, so the target restores while they do. The files an engine writes front to back (its
+   ``streams``: podman's export) go while the dump writes them, from pipes in their place (``_Stream``).
 5. Whatever fails: the receiver's session ends, a container stopped for nothing runs again here, and
    the partial directory goes (with the pre-copy iterations here). The error says which of these
    happened.
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 import typing as t
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _criu, _engine, _engines, _transport
 
@@ -98,6 +101,8 @@ class Checkpoint:
             return "method: engine %s offers %s only, not %s" % (self.engine.name, ", ".join(offered), method)
         if method != "stop_and_copy" and self.params["leave_running"]:
             return "leave_running: a copy is taken with method stop_and_copy only"
+        if self.params["include_image"] and not self.engine.capabilities["carries_image"]:
+            return "include_image: engine %s has no image to carry" % self.engine.name
         if self.params["files_shared"] and not self.engine.capabilities["shares_files"]:
             return "files_shared: engine %s keeps no files of a container's own that hosts could share" % self.engine.name
         if method == "pre_copy" or self.params["send"]:
@@ -127,9 +132,11 @@ class Checkpoint:
         """Checkpoint, finalise and deliver; raises Failed, having undone what it could."""
         self.criu_version = _criu.version_string(self.engine.criu.version())
         partial = _bundle.start(self.images_dir, self.checkpoint_id)
-        fields, bundle_dir, frozen = None, partial, False
+        fields, bundle_dir, frozen, stream = None, partial, False, None
         try:
             self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
+            if self.params["include_image"]:  # while the container runs: the image is not state
+                self.engine.save_image(self.container, partial)
             if self.params["method"] == "pre_copy":
                 self._pre_copy()
             elif self.params["send"] and not self.params["files_shared"]:
@@ -138,7 +145,13 @@ class Checkpoint:
             frozen = not self.params["leave_running"]
             started = time.monotonic()
             handover = self._handover if self.params["method"] == "post_copy" else None
-            fields = self._dump(partial, handover)
+            if self.receiver and self.engine.capabilities["streams"] and not handover:
+                stream = _Stream(self._send, self.receiver, partial, self._streamed_header())
+            try:
+                fields = self._dump(partial, handover)
+            finally:
+                if stream:
+                    stream.written()
             seconds = round(time.monotonic() - started, 3)
             if self.pre_copied:  # the final bundle names the chain it stands on
                 fields = dict(fields, parent=self.pre_copied["parent"],
@@ -146,11 +159,23 @@ class Checkpoint:
             if handover:  # the tree ended with its last page served: the bundle went from inside the dump
                 return self._result(self.handed_over["manifest"], seconds=seconds, sent=self.handed_over["sent"],
                                     pages_done_at=_engine.now(), page_link=fields.get("page_link"))
-            manifest, sent = self._finalise(fields)
+            if stream:
+                fields = self._fields(fields)
+                sent = stream.finish(lambda: _bundle.header(self.images_dir, self.checkpoint_id, fields))
+                manifest = _bundle.finalise(self.images_dir, self.checkpoint_id, fields, sent["sha256"])
+            else:
+                manifest, sent = self._finalise(fields)
             bundle_dir = self.path
             return self._result(manifest, seconds=seconds, sent=sent)
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _transport.TransportError, OSError) as exc:
+            if stream:
+                stream.stop()
             raise self._undo(exc, fields, bundle_dir, partial, frozen) from exc
+
+    def _streamed_header(self) -> dict[str, t.Any]:
+        """What a streaming send announces: the files already written, and the engine's streams, with no size yet."""
+        head = _bundle.header(self.images_dir, self.checkpoint_id, {})
+        return dict(head, files=[{"name": name, "size": None} for name in self.engine.capabilities["streams"]] + head["files"])
 
     def _pre_copy(self) -> None:
         """Pre-dump the running container again and again, each iteration a bundle of its own sent to
@@ -223,7 +248,15 @@ class Checkpoint:
         for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once. The
         checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own)."""
         bundle_id, receiver = bundle_id or self.checkpoint_id, receiver or self.receiver
-        fields = dict(
+        fields = self._fields(fields)
+        if not receiver:
+            return _bundle.finalise(self.images_dir, bundle_id, fields), None
+        sent = self._send(receiver, _bundle.header(self.images_dir, bundle_id, fields))
+        return _bundle.finalise(self.images_dir, bundle_id, fields, sent["sha256"]), sent
+
+    def _fields(self, fields: dict[str, t.Any]) -> dict[str, t.Any]:
+        """A manifest's fields: the engine's, and what the checkpoint adds."""
+        return dict(
             fields,
             engine=self.engine.name,
             criu_version=self.criu_version,
@@ -232,14 +265,10 @@ class Checkpoint:
             frozen_at=None if self.params["leave_running"] else self.frozen_at,
             checkpointed_at=_engine.now(),
         )
-        if not receiver:
-            return _bundle.finalise(self.images_dir, bundle_id, fields), None
-        sent = self._send(receiver, _bundle.header(self.images_dir, bundle_id, fields))
-        return _bundle.finalise(self.images_dir, bundle_id, fields, sent["sha256"]), sent
 
-    def _send(self, receiver: t.Any, manifest: dict[str, t.Any]) -> dict[str, t.Any]:
+    def _send(self, receiver: t.Any, manifest: dict[str, t.Any], **final: t.Any) -> dict[str, t.Any]:
         try:
-            return self._deliver(receiver, _bundle.partial_path(self.images_dir, manifest["id"]), manifest)
+            return self._deliver(receiver, _bundle.partial_path(self.images_dir, manifest["id"]), manifest, **final)
         except _transport.TransportError as exc:
             raise _transport.TransportError("sending the checkpoint to %s failed: %s" % (self.params["send"]["target"], exc)) from exc
 
@@ -263,6 +292,55 @@ class Checkpoint:
         # The pre-copy iterations' bytes count too: they went to the target as well.
         pre_copied = sum(each["bytes"] for each in (manifest.get("pre_copy") or {}).get("iterations", []))
         return dict(more, changed=changed, path=self.path, manifest=manifest, bytes=_bundle.total_bytes(manifest) + pre_copied)
+
+
+class _Stream:
+    """A bundle sent while the engine's dump writes it. Each of the engine's ``streams`` is a pipe in the
+    partial bundle, in place of its file, which the sending thread reads as the engine fills it and
+    keeps beside (_wire.kept_chunks); the other files and the closing manifest go once the dump is done.
+    This process holds each pipe open until then, so the sender never waits for a writer that failed
+    to come and sees the pipe's end only once the dump is over."""
+
+    def __init__(self, send: t.Callable[..., dict[str, t.Any]], receiver: t.Any, partial: str, head: dict[str, t.Any]):
+        self.receiver, self._held = receiver, []
+        for entry in head["files"]:
+            if entry["size"] is None:
+                os.mkfifo(os.path.join(partial, entry["name"]), 0o600)
+                self._held.append(os.open(os.path.join(partial, entry["name"]), os.O_RDWR | os.O_NONBLOCK))
+        self._all_sent, self._closing = threading.Event(), Future()
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._sending = self._pool.submit(send, receiver, head, final=self._final)
+
+    def _final(self) -> dict[str, t.Any]:
+        self._all_sent.set()
+        return self._closing.result()
+
+    def written(self) -> None:
+        """The dump is over: once its writer has closed them too, the pipes end."""
+        while self._held:
+            os.close(self._held.pop())
+
+    def finish(self, closing: t.Callable[[], dict[str, t.Any]]) -> dict[str, t.Any]:
+        """Once every file has gone, the closing manifest (``closing()``) goes too; returns what sending did."""
+        while not self._all_sent.wait(0.1) and not self._sending.done():
+            pass
+        if not self._sending.done():
+            try:
+                self._closing.set_result(closing())
+            except BaseException as exc:
+                self._closing.set_exception(exc)
+                raise
+        sent = self._sending.result()
+        self._pool.shutdown()
+        return sent
+
+    def stop(self) -> None:
+        """Something failed: the session ends, and the sending thread with it, before anything is cleaned."""
+        self.written()
+        self.receiver.kill()
+        if not self._closing.done():
+            self._closing.set_exception(_transport.TransportError("the checkpoint failed"))
+        self._pool.shutdown(wait=True)
 
 
 def _iteration(number: int, fields: dict[str, t.Any], manifest: dict[str, t.Any], seconds: float,

@@ -145,7 +145,7 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
 class DockerEngine(ImageEngine):
     name = tool = "docker"
     capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID",
-                    "shares_files": False, "pre_dumps": None}
+                    "shares_files": False, "pre_dumps": None, "streams": []}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):
@@ -203,6 +203,16 @@ class DockerEngine(ImageEngine):
             return mine
         return None
 
+    def save_image(self, container, bundle_dir):
+        info = self.describe(container)
+        if not info:
+            raise EngineError("no docker container %s" % container)
+        # By name when the name still means this image, so the target gets its tag too.
+        name = info["image_name"]
+        rc, out, _err = self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", name or ""])
+        keep_name = rc == 0 and out.strip().split(":", 1)[-1] == info["image_id"]
+        self._run(["save", "-o", os.path.join(bundle_dir, self.IMAGE_FILE), name if keep_name else info["image_id"]], "docker save")
+
     def checkpoint(self, container, bundle_dir, options, handover=None):
         found = self._inspect([container])
         if not found:
@@ -217,12 +227,6 @@ class DockerEngine(ImageEngine):
         if not upper:
             raise EngineError("container %s uses storage driver %s; the docker engine carries a container's file "
                               "changes from overlay2's upper directory" % (container, self.driver))
-        if options.get("include_image"):
-            # By name when the name still means this image, so the target gets its tag too.
-            name = info["image_name"]
-            rc, out, _err = self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", name or ""])
-            keep_name = rc == 0 and out.strip().split(":", 1)[-1] == info["image_id"]
-            self._run(["save", "-o", os.path.join(bundle_dir, self.IMAGE_FILE), name if keep_name else info["image_id"]], "docker save")
         self.module.run_command([self.binary, "checkpoint", "rm", info["id"], CHECKPOINT_NAME])  # a stale one from an earlier try
         # Docker restarts a container that a checkpoint stopped, as if it had crashed: a second copy
         # beside the one moving. Off for the move; the target gets it back from the inspect, a resume here.

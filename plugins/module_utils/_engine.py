@@ -37,9 +37,11 @@ class Engine:
     # container's ID (empty: its processes run on the host);
     # identity: what names the container on the target after a restore;
     # shares_files: its containers' files may live on storage hosts share;
-    # pre_dumps: the most pre-copy iterations a final dump can stand on (None: no limit).
+    # pre_dumps: the most pre-copy iterations a final dump can stand on (None: no limit);
+    # streams: the files its checkpoint writes front to back in one go, which a checkpoint that sends
+    # sends from a pipe while they are written.
     capabilities: dict[str, t.Any] = {"methods": ["stop_and_copy"], "carries_image": False, "exec": [], "identity": "",
-                                      "shares_files": False, "pre_dumps": None}
+                                      "shares_files": False, "pre_dumps": None, "streams": []}
 
     def __init__(self, module: t.Any, criu: _criu.Criu):
         self.module = module
@@ -75,6 +77,11 @@ class Engine:
         bundle, a sibling), only what changed since. Returns manifest fields. The final checkpoint then
         gets ``options["parent"]``, the last iteration's bundle."""
         raise NotImplementedError
+
+    def save_image(self, container: str, bundle_dir: str) -> None:
+        """(An engine that ``carries_image``) write the running container's image into ``bundle_dir``,
+        before the freeze, for a target that lacks it."""
+        raise EngineError("engine %s carries no image" % self.name)
 
     def files_ahead(self, container: str, bundle_dir: str) -> dict[str, t.Any] | None:
         """Files of the running container that can reach the target before the freeze, written into

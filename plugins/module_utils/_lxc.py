@@ -143,7 +143,7 @@ class LxcEngine(Engine):
     # lxc-checkpoint has neither a page server nor a lazy restore on its command line; found by name.
     capabilities = {"methods": ["stop_and_copy"], "carries_image": False, "exec": ["lxc-attach", "--name", "{id}", "--"],
                     "identity": "container name", "shares_files": True,
-                    "pre_dumps": None}
+                    "pre_dumps": None, "streams": []}
 
     def __init__(self, module, criu):
         super().__init__(module, criu)

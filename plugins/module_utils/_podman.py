@@ -105,7 +105,7 @@ class PodmanEngine(ImageEngine):
     # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID. Podman
     # pre-dumps once (--pre-checkpoint), and the final dump stands on that one only (--with-previous).
     capabilities = {"methods": ["pre_copy", "stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"],
-                    "identity": "container ID", "shares_files": False, "pre_dumps": 1}
+                    "identity": "container ID", "shares_files": False, "pre_dumps": 1, "streams": [CHECKPOINT_FILE]}
     summarise = staticmethod(summarise)
 
     def __init__(self, module, criu):
@@ -128,9 +128,6 @@ class PodmanEngine(ImageEngine):
             # and podman 4 cannot switch the policy off for the move (Docker can; see _docker).
             raise EngineError("container %s has restart policy %s: podman would restart it here once the checkpoint "
                               "stops it; re-create it with --restart=no to move it" % (container, restart.split(":")[0]))
-        if options.get("include_image"):
-            self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, self.IMAGE_FILE),
-                       info["image_name"] or info["image_id"]], "podman image save")
         try:
             out = self._run(checkpoint_args(info["id"], os.path.join(bundle_dir, CHECKPOINT_FILE), options,
                                             self.criu.binary), "podman container checkpoint")
@@ -151,6 +148,13 @@ class PodmanEngine(ImageEngine):
                     time.sleep(1)
             raise EngineError("%s (%s)" % (exc, note), exc.detail) from exc
         return {"container": info, "stats": parse_stats(out)}
+
+    def save_image(self, container, bundle_dir):
+        info = self.describe(container)
+        if not info:
+            raise EngineError("no podman container %s" % container)
+        self._run(["image", "save", "--format", "oci-archive", "-o", os.path.join(bundle_dir, self.IMAGE_FILE),
+                   info["image_name"] or info["image_id"]], "podman image save")
 
     def pre_dump(self, container, bundle_dir, parent):
         if parent:

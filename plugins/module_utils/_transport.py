@@ -326,13 +326,14 @@ class LinkDialer:
 
 
 def send_bundle(channel: Channel, bundle_dir: str, manifest: dict[str, t.Any], compress: str = "none",
-                probe: bool = False) -> dict[str, t.Any]:
+                probe: bool = False, final: t.Callable[[], dict[str, t.Any]] | None = None) -> dict[str, t.Any]:
     """Stream a bundle to the target's receiver (a Channel running ``ferry-receive``, opened ahead of
-    time so that its start-up is paid before the freeze); returns {"have", "sent_bytes", "data_path", "seconds"}."""
+    time so that its start-up is paid before the freeze); ``final`` as in _wire.send. Returns
+    {"have", "sent_bytes", "data_path", "seconds"}."""
     started = time.monotonic()
     channel.ready()
     try:
-        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe)
+        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe, final)
     except (_wire.WireError, OSError, ValueError) as exc:
         channel.kill()
         raise TransportError("%s%s" % (exc, channel.stderr())) from None

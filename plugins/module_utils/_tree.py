@@ -122,7 +122,7 @@ class TreeEngine(Engine):
     name = "criu"
     # A tree runs on the host itself, found through its pidfile; CRIU's page server and lazy pages move its memory.
     capabilities = {"methods": ["post_copy", "pre_copy", "stream", "stop_and_copy"], "carries_image": False, "exec": [], "identity": "pidfile",
-                    "shares_files": False, "pre_dumps": None}
+                    "shares_files": False, "pre_dumps": None, "streams": []}
 
     def _pidfile(self, name: str) -> str:
         return self.module.params.get("pidfile") or os.path.join(self.module.params.get("tree_dir") or DEFAULT_TREE_DIR, pid_file_name(name))

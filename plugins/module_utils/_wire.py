@@ -20,11 +20,14 @@ Protocol on the SSH channel (sender -> receiver unless noted):
      already complete on the target, or when the sender only probes
   3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one,
      then one record holding the SHA-256 (64 hex digits) of the file as the sender read it
+  3b. when the header's manifest streams files, one record holding the manifest the bundle keeps
   4. receiver -> sender, one JSON line: {"ok": bool, "bytes": int, "data_path": "ssh", "error": str}
 The manifest may leave out the files' SHA-256: a checkpoint sends its bundle as CRIU wrote it and
-hashes it on the way, in one read. Files are written under <images_dir>/.partial-<id>, each checked
-as it streams against the sender's SHA-256 and the manifest's size and SHA-256 (where it has one),
-and renamed to <images_dir>/<id>, with the SHA-256 in its manifest, only when every one matches.
+hashes it on the way, in one read. It may also give a file's size as null: the file is streamed, sent
+from the pipe its writer (podman's export) fills while the writer runs, and the closing manifest (3b),
+made once the writer is done, gives its size; it must name the same files, with the sizes received.
+Files are written under <images_dir>/.partial-<id>, each checked as it streams against the sender's
+SHA-256 and the manifest's size and SHA-256 (where it has one), and renamed to <images_dir>/<id>, with the SHA-256 in its manifest, only when every one matches.
 The bundle then holds a stamp (.verified) that lets a restore in this boot skip hashing it again.
 """
 
@@ -143,13 +146,27 @@ def read_chunks(stream):
         yield data
 
 
-def send_file(path, compress, write):
+def kept_chunks(path):
+    """A streamed file's content from the pipe at ``path`` as its writer fills it, kept beside as it
+    passes and put in the pipe's place, under its name, once the writer has closed it."""
+    keep = os.path.join(os.path.dirname(path), ".streamed-" + os.path.basename(path))
+    with open(path, "rb") as pipe, open(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as out:
+        widen_pipe(pipe.fileno())
+        for chunk in iter(lambda: pipe.read(CHUNK), b""):
+            out.write(chunk)
+            yield chunk
+    os.rename(keep, path)
+
+
+def send_file(path, compress, write, streamed=False):
     """One file on the wire: its records, the end mark and the SHA-256 of its content, taken as the
     chunks go out (hashing chunk n overlaps writing it: both release the GIL), so the file is read
-    once. Returns (bytes written, hex SHA-256)."""
+    once; ``streamed``: read from the pipe at ``path`` (kept_chunks). Returns (bytes written, hex SHA-256)."""
+    if streamed and compress != "none":
+        raise WireError("a streamed file is sent as it is written, without compression")
     sent, digest = 0, hashlib.sha256()
     with ThreadPoolExecutor(max_workers=1) as hasher:
-        for chunk in with_end_mark(file_chunks(path, compress)):
+        for chunk in with_end_mark(kept_chunks(path) if streamed else file_chunks(path, compress)):
             hashed = hasher.submit(digest.update, chunk) if compress == "none" else None
             write(_LENGTH.pack(len(chunk)))  # apart from the payload, which is not copied again
             write(chunk)
@@ -184,8 +201,10 @@ def await_ready(readline):
         raise WireError("the target did not start the receiver%s" % (": %r" % line[:200] if line else ""))
 
 
-def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
-    """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes).
+def send(bundle_dir, manifest, write, readline, compress="none", probe=False, final=None):
+    """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes). A manifest that
+    streams files (size None) needs ``final``: called once every file has gone, it returns the
+    manifest the bundle keeps, sent last.
 
     Returns {"have", "sent_bytes", "data_path", "sha256": {file name: hex SHA-256 as sent}}.
     """
@@ -196,8 +215,10 @@ def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
     sent, digests = 0, {}
     try:
         for entry in manifest["files"]:
-            size, digests[entry["name"]] = send_file(os.path.join(bundle_dir, entry["name"]), compress, write)
+            size, digests[entry["name"]] = send_file(os.path.join(bundle_dir, entry["name"]), compress, write, entry["size"] is None)
             sent += size
+        if any(entry["size"] is None for entry in manifest["files"]):
+            write(record(json.dumps(final()).encode()))
     except OSError:
         # The receiver hung up: its reply says why.
         _answer(readline)
@@ -208,7 +229,8 @@ def send(bundle_dir, manifest, write, readline, compress="none", probe=False):
 
 # ---- receiving -----------------------------------------------------------------------------------
 
-def _check_manifest(manifest, checkpoint_id):
+def _check_manifest(manifest, checkpoint_id, streams=False):
+    """``streams``: a header's manifest, whose streamed files have no size yet."""
     if not isinstance(manifest, dict) or not of_checkpoint(manifest.get("id"), checkpoint_id):
         raise WireError("this key may only deliver checkpoint %s" % checkpoint_id)
     files = manifest.get("files")
@@ -221,7 +243,7 @@ def _check_manifest(manifest, checkpoint_id):
         name, size, digest = entry.get("name"), entry.get("size"), entry.get("sha256")
         if not valid_file_name(name) or name in names:
             raise WireError("bad file name %r" % (name,))
-        if not isinstance(size, int) or size < 0:
+        if not (size is None and streams) and (not isinstance(size, int) or size < 0):
             raise WireError("bad size for %s" % name)
         if digest is not None and not (isinstance(digest, str) and _SHA256.match(digest)):
             raise WireError("bad sha256 for %s" % name)
@@ -304,7 +326,7 @@ def _receive_file(chunks, path, entry, compress):
             for data in chunks:
                 received += len(data)
                 if not unzstd:
-                    if received > entry["size"]:
+                    if entry["size"] is not None and received > entry["size"]:
                         raise WireError("%s is larger than its manifest says" % entry["name"])
                     digest.update(data)
                 if pending:
@@ -316,7 +338,7 @@ def _receive_file(chunks, path, entry, compress):
             unzstd.stdin.close()
             if unzstd.wait() != 0:
                 raise WireError("zstd could not decompress %s" % entry["name"])
-    if os.path.getsize(path) != entry["size"]:
+    if entry["size"] is not None and os.path.getsize(path) != entry["size"]:
         raise WireError("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(path), entry["size"]))
     return received, (sha256_file(path) if unzstd else digest.hexdigest())
 
@@ -375,6 +397,17 @@ def join_link(images_dir, checkpoint_id, in_fd, out_fd, reply):
     return {"link": True}
 
 
+def _closing_manifest(final, header, partial, checkpoint_id):
+    """The manifest a streaming sender sent last: of the same bundle and files, with the sizes received."""
+    _check_manifest(final, checkpoint_id)
+    if final["id"] != header["id"] or sorted(e["name"] for e in final["files"]) != sorted(e["name"] for e in header["files"]):
+        raise WireError("the closing manifest is not of the bundle that was sent")
+    for entry in final["files"]:
+        if os.path.getsize(os.path.join(partial, entry["name"])) != entry["size"]:
+            raise WireError("%s has %d bytes, manifest says %d" % (entry["name"], os.path.getsize(os.path.join(partial, entry["name"])), entry["size"]))
+    return final
+
+
 def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     """Receive one bundle, or carry its page link over ``link_fds`` (the session's input and output);
     returns the reply dict that was sent last."""
@@ -387,7 +420,7 @@ def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     if header == {"link": True} and link_fds is not None:
         return join_link(images_dir, checkpoint_id, link_fds[0], link_fds[1], reply)
     manifest, compress = header.get("manifest"), header.get("compress", "none")
-    _check_manifest(manifest, checkpoint_id)
+    _check_manifest(manifest, checkpoint_id, streams=True)
     if compress not in ("none", "zstd"):
         raise WireError("unknown compression %r" % (compress,))
     final = os.path.join(images_dir, manifest["id"])
@@ -399,16 +432,21 @@ def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     if os.path.lexists(partial):
         shutil.rmtree(partial)
     os.makedirs(partial, mode=0o700)
-    received, files = 0, []
+    received, digests = 0, {}
     try:
         for entry in manifest["files"]:
             size, digest = _receive_file(read_chunks(control), os.path.join(partial, entry["name"]), entry, compress)
             if read_record(control) != digest.encode("ascii"):
                 raise WireError("%s changed on the way: its SHA-256 differs from the sender's" % entry["name"])
-            if entry.get("sha256", digest) != digest:
-                raise WireError("%s does not match its sha256" % entry["name"])
             received += size
-            files.append(dict(entry, sha256=digest))
+            digests[entry["name"]] = digest
+        if any(entry["size"] is None for entry in manifest["files"]):
+            manifest = _closing_manifest(json.loads(read_record(control)), manifest, partial, checkpoint_id)
+        files = []
+        for entry in manifest["files"]:
+            if entry.get("sha256", digests[entry["name"]]) != digests[entry["name"]]:
+                raise WireError("%s does not match its sha256" % entry["name"])
+            files.append(dict(entry, sha256=digests[entry["name"]]))
         with open(os.open(os.path.join(partial, MANIFEST), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
                   "w", encoding="utf-8") as handle:
             json.dump(dict(manifest, files=files), handle, indent=1, sort_keys=True)

@@ -93,12 +93,13 @@ capabilities:
       memory can move, best first), C(carries_image) (a checkpoint can carry the image to a target
       that lacks it), C(exec) (the argv that runs a command inside a container, the command appended,
       with C({id}) standing for the container's ID; empty when the container's processes run on the host), C(identity) (what names it after a
-      restore), C(shares_files) (its containers' files can live on storage that hosts share, so a checkpoint may leave them out)
-      and C(pre_dumps) (the most pre-copy iterations its final dump can stand on; null when there is no limit).
+      restore), C(shares_files) (its containers' files can live on storage that hosts share, so a checkpoint may leave them out),
+      C(pre_dumps) (the most pre-copy iterations its final dump can stand on; null when there is no limit)
+      and C(streams) (the files its checkpoint writes front to back, which a checkpoint that sends sends while they are written).
   returned: always
   type: dict
   sample: {methods: [pre_copy, stop_and_copy], carries_image: true, exec: [podman, exec, "{id}"], identity: container ID, shares_files: false,
-           pre_dumps: 1}
+           pre_dumps: 1, streams: [checkpoint.tar]}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -64,6 +64,45 @@ def test_the_bundle_goes_to_the_target_through_the_open_session(tmp_path):
     assert _bundle.verify(result["path"]) == [] and not receiver.killed
 
 
+def over_the_wire(target, sent):
+    """A delivery through the real wire protocol into ``target``'s receiver (both ends in this process)."""
+    import io
+    from ansible_collections.ferry.migrate.plugins.module_utils import _wire
+
+    def deliver(_receiver, path, manifest, final=None):
+        records = io.BytesIO()
+        result = _wire.send(path, manifest, records.write, io.BytesIO(b'{"have": false}\n{"ok": true, "data_path": "ssh"}\n').readline,
+                            final=final)
+        sent.append(_wire.receive(str(target), "web", io.BytesIO(records.getvalue()), lambda m: None))
+        return dict(result, seconds=0.5)
+    return deliver
+
+
+def test_an_engine_that_streams_its_checkpoint_has_it_sent_while_the_dump_writes_it(tmp_path):
+    """Its dump writes into a pipe in the file's place, which the sending thread reads, keeps here and
+    sends; the bundle on both hosts is the same, with the closing manifest."""
+    engine, sent = FakeEngine(), []
+    engine.capabilities = dict(engine.capabilities, streams=["pages-1.img"])
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path / "src", send={"target": "node2"}), "web", Receiver(),
+                                        deliver=over_the_wire(tmp_path / "dst", sent))
+    result = checkpoint.take()
+    assert sent[0]["ok"] and _bundle.verify(result["path"]) == [] and _bundle.verify(str(tmp_path / "dst" / "web")) == []
+    assert _bundle.load_manifest(str(tmp_path / "dst" / "web")) == result["manifest"]
+    with open(os.path.join(result["path"], "pages-1.img"), "rb") as handle:
+        assert handle.read() == b"memory of web"
+    assert sorted(os.listdir(result["path"])) == [".verified", "cpuinfo.img", "manifest.json", "pages-1.img"]
+
+
+def test_a_streaming_dump_that_fails_stops_the_sending_and_leaves_nothing(tmp_path):
+    engine, sent, receiver = FakeEngine(fail="runc failed"), [], Receiver()
+    engine.capabilities = dict(engine.capabilities, streams=["pages-1.img"])
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path / "src", send={"target": "node2"}), "web", receiver,
+                                        deliver=over_the_wire(tmp_path / "dst", sent))
+    with pytest.raises(_checkpoint.Failed, match="^runc failed$"):
+        checkpoint.take()
+    assert receiver.killed and sent == [] and os.listdir(str(tmp_path / "src")) == []
+
+
 def test_a_send_that_fails_ends_the_session_and_the_container_runs_again_here(tmp_path):
     def broken(*_args):
         raise _transport.TransportError("connection reset")
@@ -258,3 +297,14 @@ def test_files_on_storage_both_hosts_share_do_not_go_ahead(tmp_path, monkeypatch
     manifest = checkpoint.take()["manifest"]
     assert [m["id"] for _to, _path, m in delivered] == ["web"] and engine.parents == [None]
     assert manifest["options"]["files_shared"] and "pre_copy" not in manifest
+
+
+def test_an_image_is_carried_only_by_an_engine_that_has_one_and_is_saved_before_the_freeze(tmp_path):
+    engine = FakeEngine()
+    assert _checkpoint.Checkpoint(engine, params(tmp_path, include_image=True), "web").refusal() == \
+        "include_image: engine fake has no image to carry"
+    saved = []
+    engine.capabilities = dict(engine.capabilities, carries_image=True)
+    engine.save_image = lambda container, path: saved.append((container, engine.state)) or open(os.path.join(path, "image.tar"), "wb").close()
+    result = _checkpoint.Checkpoint(engine, params(tmp_path, include_image=True), "web").take()
+    assert saved == [("web", "running")] and "image.tar" in [e["name"] for e in result["manifest"]["files"]]

@@ -37,7 +37,7 @@ def test_every_engine_says_what_it_can_do():
     assert set(_engines.ENGINES) == {"podman", "docker", "criu", "lxc"}
     for name in _engines.ENGINES:
         caps = _engines.capabilities(name)
-        assert set(caps) == {"methods", "carries_image", "exec", "identity", "shares_files", "pre_dumps"}, name
+        assert set(caps) == {"methods", "carries_image", "exec", "identity", "shares_files", "pre_dumps", "streams"}, name
         assert caps["pre_dumps"] is None or ("pre_copy" in caps["methods"] and caps["pre_dumps"] >= 1), name
         assert "stop_and_copy" in caps["methods"] and set(caps["methods"]) <= set(_methods.METHODS), name
         assert isinstance(caps["exec"], list) and caps["identity"], name

@@ -29,8 +29,9 @@ def target(tmp_path):
     return path
 
 
-def transfer(bundle_dir, manifest, target, compress="none", probe=False):
-    """Sender and receiver over two pipes, the receiver in a thread as sshd would run it."""
+def transfer(bundle_dir, manifest, target, compress="none", probe=False, final=None, fails=False):
+    """Sender and receiver over two pipes, the receiver in a thread as sshd would run it; ``fails``:
+    the receiver refuses, and the sender's error is the answer's."""
     to_receiver_r, to_receiver_w = os.pipe()
     to_sender_r, to_sender_w = os.pipe()
     control, answers = os.fdopen(to_receiver_r, "rb"), os.fdopen(to_sender_r, "rb")
@@ -49,7 +50,12 @@ def transfer(bundle_dir, manifest, target, compress="none", probe=False):
     thread.start()
     try:
         _wire.await_ready(answers.readline)
-        sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe)
+        try:
+            sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, final)
+        except _wire.WireError:
+            if not fails:
+                raise
+            sent = None
     finally:
         out_control.close()
         thread.join(10)
@@ -245,3 +251,63 @@ def test_the_key_of_a_checkpoint_also_delivers_its_pre_copy_iterations_under_the
     assert sorted(os.listdir(target)) == ["c1.pre-2"] and _bundle.verify(str(target / "c1.pre-2")) == []
     assert [_wire.of_checkpoint(name, "c1") for name in ("c1", "c1.pre-1", "c1.pre-9999", "c1.pre-01", "c1.pre-", "c1.pre-1/..")] == \
         [True, True, True, False, False, False]
+
+
+def streaming_source(tmp_path, content):
+    """A partial bundle whose pages-1.img a writer fills through a pipe in its place, as podman exports
+    a checkpoint, with the header a streaming checkpoint sends and its closing manifest."""
+    images = str(tmp_path / "src")
+    partial = _bundle.start(images, "c1")
+    with open(os.path.join(partial, "cpuinfo.img"), "wb") as handle:
+        handle.write(b"cpu")
+    head = _bundle.header(images, "c1", {})
+    head["files"].insert(0, {"name": "pages-1.img", "size": None})
+    os.mkfifo(os.path.join(partial, "pages-1.img"), 0o600)
+
+    def writer():
+        with open(os.path.join(partial, "pages-1.img"), "wb") as pipe:
+            for at in range(0, len(content), 100000):
+                pipe.write(content[at:at + 100000])
+
+    threading.Thread(target=writer, daemon=True).start()
+    return images, partial, head
+
+
+def test_a_streamed_file_goes_as_it_is_written_and_lands_with_the_closing_manifest(tmp_path, target):
+    content = os.urandom(5 << 20)
+    images, partial, head = streaming_source(tmp_path, content)
+    closing = []
+
+    def final():
+        closing.append(_bundle.header(images, "c1", {"engine": "podman"}))
+        return closing[0]
+
+    sent, outcome = transfer(partial, head, target, final=final)
+    assert outcome["result"]["ok"]
+    # Kept here under its name, as it passed; the bundle there has the closing manifest and verifies.
+    with open(os.path.join(partial, "pages-1.img"), "rb") as handle:
+        assert handle.read() == content
+    assert sorted(os.listdir(partial)) == ["cpuinfo.img", "pages-1.img"]
+    landed = _bundle.load_manifest(str(target / "c1"))
+    assert landed == dict(closing[0], files=[dict(e, sha256=sent["sha256"][e["name"]]) for e in closing[0]["files"]])
+    assert {e["name"]: e["size"] for e in landed["files"]} == {"cpuinfo.img": 3, "pages-1.img": 5 << 20}
+    assert landed["engine"] == "podman" and _bundle.verify(str(target / "c1")) == []
+
+
+@pytest.mark.parametrize("lie, message", [
+    (lambda m: m["files"][0].update(size=m["files"][0]["size"] + 1), "has 1048576 bytes, manifest says 1048577"),
+    (lambda m: m["files"].pop(), "not of the bundle that was sent"),
+    (lambda m: m["files"][0].update(size=None), "bad size"),
+    (lambda m: m.update(id="c1.pre-1"), "not of the bundle that was sent"),
+])
+def test_a_closing_manifest_that_is_not_what_arrived_leaves_nothing(tmp_path, target, lie, message):
+    images, partial, head = streaming_source(tmp_path, os.urandom(1 << 20))
+
+    def final():
+        manifest = _bundle.header(images, "c1", {})
+        manifest["files"].sort(key=lambda e: e["name"] != "pages-1.img")
+        lie(manifest)
+        return manifest
+
+    _sent, outcome = transfer(partial, head, target, final=final, fails=True)
+    assert message in str(outcome["error"]) and os.listdir(target) == []
