@@ -318,6 +318,9 @@ class Relay:
             local = self._local
             if local is None and not self._made:
                 local = self._local_arg() if callable(self._local_arg) else self._local_arg
+                if local is not None and local.family != socket.AF_UNIX:
+                    # CRIU's lazy pages ask one small request at a time: Nagle would hold each back.
+                    local.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._made = True
                 with self._local_lock:
                     self._local = local

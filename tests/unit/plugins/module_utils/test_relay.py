@@ -265,3 +265,16 @@ def test_a_keeper_that_fails_unexpectedly_fails_the_link_instead_of_leaving_it_h
     target.close()
     for sock in (src_criu, tgt_criu):
         sock.close()
+
+
+def test_a_relay_sends_to_its_criu_without_waiting_to_gather_small_writes():
+    """CRIU's lazy-pages daemon asks for pages one small request at a time: Nagle's algorithm would hold
+    each back until the previous segment is acknowledged, so the relay turns it off on a TCP connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    local = socket.create_connection(server.getsockname())
+    relay = _relay.Relay("c1", lambda: local, dial=dial_tcp(1))
+    try:
+        assert relay._local_sock().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # pylint: disable=protected-access
+    finally:
+        local.close()
+        server.close()
