@@ -298,18 +298,31 @@ class _Stream:
     """A bundle sent while the engine's dump writes it. Each of the engine's ``streams`` is a pipe in the
     partial bundle, in place of its file, which the sending thread reads as the engine fills it and
     keeps beside (_wire.kept_chunks); the other files and the closing manifest go once the dump is done.
-    This process holds each pipe open until then, so the sender never waits for a writer that failed
-    to come and sees the pipe's end only once the dump is over."""
+    Both ends of each pipe are opened here, before the dump: whenever the sending thread gets to it,
+    nothing the engine wrote is lost, and it sees the pipe's end only once the dump is over."""
 
     def __init__(self, send: t.Callable[..., dict[str, t.Any]], receiver: t.Any, partial: str, head: dict[str, t.Any]):
-        self.receiver, self._held = receiver, []
+        self.receiver, self._held, self._pipes = receiver, [], {}
         for entry in head["files"]:
             if entry["size"] is None:
-                os.mkfifo(os.path.join(partial, entry["name"]), 0o600)
-                self._held.append(os.open(os.path.join(partial, entry["name"]), os.O_RDWR | os.O_NONBLOCK))
+                path = os.path.join(partial, entry["name"])
+                os.mkfifo(path, 0o600)
+                self._pipes[entry["name"]] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer yet: it would wait
+                self._held.append(os.open(path, os.O_WRONLY))
+                os.set_blocking(self._pipes[entry["name"]], True)
         self._all_sent, self._closing = threading.Event(), Future()
         self._pool = ThreadPoolExecutor(max_workers=1)
-        self._sending = self._pool.submit(send, receiver, head, final=self._final)
+        self._sending = self._pool.submit(self._send, send, receiver, head)
+
+    def _send(self, send: t.Callable[..., dict[str, t.Any]], receiver: t.Any, head: dict[str, t.Any]) -> dict[str, t.Any]:
+        try:
+            return send(receiver, head, pipes=self._pipes, final=self._final)
+        finally:
+            # A sender that stopped early leaves the engine writing into a full pipe it holds open itself
+            # (podman opens it read-write): what is left is read and dropped, so the dump can end.
+            for fd in self._pipes.values():
+                while os.read(fd, 1 << 20):
+                    pass
 
     def _final(self) -> dict[str, t.Any]:
         self._all_sent.set()
@@ -330,9 +343,10 @@ class _Stream:
             except BaseException as exc:
                 self._closing.set_exception(exc)
                 raise
-        sent = self._sending.result()
-        self._pool.shutdown()
-        return sent
+        try:
+            return self._sending.result()
+        finally:
+            self._close()
 
     def stop(self) -> None:
         """Something failed: the session ends, and the sending thread with it, before anything is cleaned."""
@@ -340,7 +354,12 @@ class _Stream:
         self.receiver.kill()
         if not self._closing.done():
             self._closing.set_exception(_transport.TransportError("the checkpoint failed"))
+        self._close()
+
+    def _close(self) -> None:
         self._pool.shutdown(wait=True)
+        while self._pipes:
+            os.close(self._pipes.popitem()[1])
 
 
 def _iteration(number: int, fields: dict[str, t.Any], manifest: dict[str, t.Any], seconds: float,

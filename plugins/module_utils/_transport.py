@@ -326,14 +326,15 @@ class LinkDialer:
 
 
 def send_bundle(channel: Channel, bundle_dir: str, manifest: dict[str, t.Any], compress: str = "none",
-                probe: bool = False, final: t.Callable[[], dict[str, t.Any]] | None = None) -> dict[str, t.Any]:
+                probe: bool = False, pipes: dict[str, int] | None = None,
+                final: t.Callable[[], dict[str, t.Any]] | None = None) -> dict[str, t.Any]:
     """Stream a bundle to the target's receiver (a Channel running ``ferry-receive``, opened ahead of
-    time so that its start-up is paid before the freeze); ``final`` as in _wire.send. Returns
+    time so that its start-up is paid before the freeze); ``pipes`` and ``final`` as in _wire.send. Returns
     {"have", "sent_bytes", "data_path", "seconds"}."""
     started = time.monotonic()
     channel.ready()
     try:
-        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe, final)
+        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe, pipes, final)
     except (_wire.WireError, OSError, ValueError) as exc:
         channel.kill()
         raise TransportError("%s%s" % (exc, channel.stderr())) from None

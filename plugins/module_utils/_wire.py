@@ -146,11 +146,13 @@ def read_chunks(stream):
         yield data
 
 
-def kept_chunks(path):
-    """A streamed file's content from the pipe at ``path`` as its writer fills it, kept beside as it
-    passes and put in the pipe's place, under its name, once the writer has closed it."""
+def kept_chunks(path, pipe_fd):
+    """A streamed file's content from the pipe ``pipe_fd`` (at ``path``, opened by its owner) as its
+    writer fills it, kept beside as it passes and put in the pipe's place, under its name, once every
+    writer has closed it."""
     keep = os.path.join(os.path.dirname(path), ".streamed-" + os.path.basename(path))
-    with open(path, "rb") as pipe, open(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as out:
+    with open(pipe_fd, "rb", closefd=False) as pipe, \
+            open(os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "wb") as out:
         widen_pipe(pipe.fileno())
         for chunk in iter(lambda: pipe.read(CHUNK), b""):
             out.write(chunk)
@@ -158,15 +160,15 @@ def kept_chunks(path):
     os.rename(keep, path)
 
 
-def send_file(path, compress, write, streamed=False):
+def send_file(path, compress, write, pipe_fd=None):
     """One file on the wire: its records, the end mark and the SHA-256 of its content, taken as the
     chunks go out (hashing chunk n overlaps writing it: both release the GIL), so the file is read
-    once; ``streamed``: read from the pipe at ``path`` (kept_chunks). Returns (bytes written, hex SHA-256)."""
-    if streamed and compress != "none":
+    once; with ``pipe_fd``, a streamed file (kept_chunks). Returns (bytes written, hex SHA-256)."""
+    if pipe_fd is not None and compress != "none":
         raise WireError("a streamed file is sent as it is written, without compression")
     sent, digest = 0, hashlib.sha256()
     with ThreadPoolExecutor(max_workers=1) as hasher:
-        for chunk in with_end_mark(kept_chunks(path) if streamed else file_chunks(path, compress)):
+        for chunk in with_end_mark(kept_chunks(path, pipe_fd) if pipe_fd is not None else file_chunks(path, compress)):
             hashed = hasher.submit(digest.update, chunk) if compress == "none" else None
             write(_LENGTH.pack(len(chunk)))  # apart from the payload, which is not copied again
             write(chunk)
@@ -201,10 +203,10 @@ def await_ready(readline):
         raise WireError("the target did not start the receiver%s" % (": %r" % line[:200] if line else ""))
 
 
-def send(bundle_dir, manifest, write, readline, compress="none", probe=False, final=None):
+def send(bundle_dir, manifest, write, readline, compress="none", probe=False, pipes=None, final=None):
     """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes). A manifest that
-    streams files (size None) needs ``final``: called once every file has gone, it returns the
-    manifest the bundle keeps, sent last.
+    streams files (size None) needs ``pipes`` (name: the read end of the pipe in its place) and
+    ``final``: called once every file has gone, it returns the manifest the bundle keeps, sent last.
 
     Returns {"have", "sent_bytes", "data_path", "sha256": {file name: hex SHA-256 as sent}}.
     """
@@ -215,7 +217,8 @@ def send(bundle_dir, manifest, write, readline, compress="none", probe=False, fi
     sent, digests = 0, {}
     try:
         for entry in manifest["files"]:
-            size, digests[entry["name"]] = send_file(os.path.join(bundle_dir, entry["name"]), compress, write, entry["size"] is None)
+            size, digests[entry["name"]] = send_file(os.path.join(bundle_dir, entry["name"]), compress, write,
+                                                     (pipes or {})[entry["name"]] if entry["size"] is None else None)
             sent += size
         if any(entry["size"] is None for entry in manifest["files"]):
             write(record(json.dumps(final()).encode()))

@@ -69,10 +69,10 @@ def over_the_wire(target, sent):
     import io
     from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
-    def deliver(_receiver, path, manifest, final=None):
+    def deliver(_receiver, path, manifest, pipes=None, final=None):
         records = io.BytesIO()
         result = _wire.send(path, manifest, records.write, io.BytesIO(b'{"have": false}\n{"ok": true, "data_path": "ssh"}\n').readline,
-                            final=final)
+                            pipes=pipes, final=final)
         sent.append(_wire.receive(str(target), "web", io.BytesIO(records.getvalue()), lambda m: None))
         return dict(result, seconds=0.5)
     return deliver
@@ -308,3 +308,58 @@ def test_an_image_is_carried_only_by_an_engine_that_has_one_and_is_saved_before_
     engine.save_image = lambda container, path: saved.append((container, engine.state)) or open(os.path.join(path, "image.tar"), "wb").close()
     result = _checkpoint.Checkpoint(engine, params(tmp_path, include_image=True), "web").take()
     assert saved == [("web", "running")] and "image.tar" in [e["name"] for e in result["manifest"]["files"]]
+
+
+class BigStreamEngine(FakeEngine):
+    """Writes 4 MiB into its streamed file, more than a pipe holds: it waits on whoever reads."""
+    capabilities = dict(FakeEngine.capabilities, streams=["pages-1.img"])
+
+    def checkpoint(self, container, bundle_dir, options, handover=None):
+        with open(os.path.join(bundle_dir, "pages-1.img"), "wb") as handle:
+            handle.write(b"m" * (4 << 20))
+        self.state = "exited"
+        return {"container": self.describe(container)}
+
+
+def finishes(function, seconds=20):
+    """What ``function`` returned or raised, failing the test if it has not ended within ``seconds``."""
+    import threading
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = function()
+        except Exception as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "still running after %d s" % seconds
+    return outcome
+
+
+def test_a_sender_that_starts_late_loses_nothing_the_dump_wrote(tmp_path):
+    """The engine may be done with a small file before the sending thread reads a byte of it."""
+    import time
+    sent, engine = [], FakeEngine()
+    engine.capabilities = dict(engine.capabilities, streams=["pages-1.img"])
+    wire = over_the_wire(tmp_path / "dst", sent)
+
+    def late(*args, **kwargs):
+        time.sleep(0.5)
+        return wire(*args, **kwargs)
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path / "src", send={"target": "node2"}), "web", Receiver(), deliver=late)
+    result = finishes(checkpoint.take)["value"]
+    with open(os.path.join(str(tmp_path / "dst" / "web"), "pages-1.img"), "rb") as handle:
+        assert handle.read() == b"memory of web"
+    assert sent[0]["ok"] and _bundle.verify(result["path"]) == []
+
+
+def test_a_sender_that_fails_at_once_does_not_leave_the_dump_waiting_on_a_full_pipe(tmp_path):
+    def broken(*_args, **_kwargs):
+        raise _transport.TransportError("connection reset")
+    engine, receiver = BigStreamEngine(), Receiver()
+    checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, send={"target": "node2"}), "web", receiver, deliver=broken)
+    failed = finishes(checkpoint.take)["error"]
+    assert str(failed) == "sending the checkpoint to node2 failed: connection reset (web runs again from its checkpoint)"
+    assert receiver.killed and engine.resumed == ["web"] and os.listdir(str(tmp_path)) == []

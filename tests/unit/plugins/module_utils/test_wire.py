@@ -29,7 +29,7 @@ def target(tmp_path):
     return path
 
 
-def transfer(bundle_dir, manifest, target, compress="none", probe=False, final=None, fails=False):
+def transfer(bundle_dir, manifest, target, compress="none", probe=False, pipes=None, final=None, fails=False):
     """Sender and receiver over two pipes, the receiver in a thread as sshd would run it; ``fails``:
     the receiver refuses, and the sender's error is the answer's."""
     to_receiver_r, to_receiver_w = os.pipe()
@@ -51,7 +51,7 @@ def transfer(bundle_dir, manifest, target, compress="none", probe=False, final=N
     try:
         _wire.await_ready(answers.readline)
         try:
-            sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, final)
+            sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, pipes, final)
         except _wire.WireError:
             if not fails:
                 raise
@@ -263,6 +263,8 @@ def streaming_source(tmp_path, content):
     head = _bundle.header(images, "c1", {})
     head["files"].insert(0, {"name": "pages-1.img", "size": None})
     os.mkfifo(os.path.join(partial, "pages-1.img"), 0o600)
+    pipe = os.open(os.path.join(partial, "pages-1.img"), os.O_RDONLY | os.O_NONBLOCK)
+    os.set_blocking(pipe, True)
 
     def writer():
         with open(os.path.join(partial, "pages-1.img"), "wb") as pipe:
@@ -270,19 +272,19 @@ def streaming_source(tmp_path, content):
                 pipe.write(content[at:at + 100000])
 
     threading.Thread(target=writer, daemon=True).start()
-    return images, partial, head
+    return images, partial, head, {"pages-1.img": pipe}
 
 
 def test_a_streamed_file_goes_as_it_is_written_and_lands_with_the_closing_manifest(tmp_path, target):
     content = os.urandom(5 << 20)
-    images, partial, head = streaming_source(tmp_path, content)
+    images, partial, head, pipes = streaming_source(tmp_path, content)
     closing = []
 
     def final():
         closing.append(_bundle.header(images, "c1", {"engine": "podman"}))
         return closing[0]
 
-    sent, outcome = transfer(partial, head, target, final=final)
+    sent, outcome = transfer(partial, head, target, pipes=pipes, final=final)
     assert outcome["result"]["ok"]
     # Kept here under its name, as it passed; the bundle there has the closing manifest and verifies.
     with open(os.path.join(partial, "pages-1.img"), "rb") as handle:
@@ -301,7 +303,7 @@ def test_a_streamed_file_goes_as_it_is_written_and_lands_with_the_closing_manife
     (lambda m: m.update(id="c1.pre-1"), "not of the bundle that was sent"),
 ])
 def test_a_closing_manifest_that_is_not_what_arrived_leaves_nothing(tmp_path, target, lie, message):
-    images, partial, head = streaming_source(tmp_path, os.urandom(1 << 20))
+    images, partial, head, pipes = streaming_source(tmp_path, os.urandom(1 << 20))
 
     def final():
         manifest = _bundle.header(images, "c1", {})
@@ -309,5 +311,5 @@ def test_a_closing_manifest_that_is_not_what_arrived_leaves_nothing(tmp_path, ta
         lie(manifest)
         return manifest
 
-    _sent, outcome = transfer(partial, head, target, final=final, fails=True)
+    _sent, outcome = transfer(partial, head, target, pipes=pipes, final=final, fails=True)
     assert message in str(outcome["error"]) and os.listdir(target) == []
