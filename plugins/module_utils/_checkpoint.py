@@ -171,6 +171,10 @@ class Checkpoint:
             if stream:
                 stream.stop()
             raise self._undo(exc, fields, bundle_dir, partial, frozen) from exc
+        except BaseException:
+            if stream:  # its thread waits for the closing manifest: the process could not end
+                stream.stop()
+            raise
 
     def _streamed_header(self) -> dict[str, t.Any]:
         """What a streaming send announces: the files already written, and the engine's streams, with no size yet."""

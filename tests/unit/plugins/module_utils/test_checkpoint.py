@@ -363,3 +363,16 @@ def test_a_sender_that_fails_at_once_does_not_leave_the_dump_waiting_on_a_full_p
     failed = finishes(checkpoint.take)["error"]
     assert str(failed) == "sending the checkpoint to node2 failed: connection reset (web runs again from its checkpoint)"
     assert receiver.killed and engine.resumed == ["web"] and os.listdir(str(tmp_path)) == []
+
+
+def test_an_unexpected_error_while_streaming_still_ends_the_sending_thread(tmp_path):
+    """Not a failure the checkpoint knows (a bug, say): it surfaces as it is, and the process can end."""
+    class Buggy(BigStreamEngine):
+        def checkpoint(self, container, bundle_dir, options, handover=None):
+            super().checkpoint(container, bundle_dir, options, handover)
+            raise RuntimeError("a bug")
+    sent, receiver = [], Receiver()
+    checkpoint = _checkpoint.Checkpoint(Buggy(), params(tmp_path / "src", send={"target": "node2"}), "web", receiver,
+                                        deliver=over_the_wire(tmp_path / "dst", sent))
+    assert str(finishes(checkpoint.take)["error"]) == "a bug"
+    assert receiver.killed and sent == []
