@@ -314,7 +314,7 @@ class _Stream:
                 self._pipes[entry["name"]] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer yet: it would wait
                 self._held.append(os.open(path, os.O_WRONLY))
                 os.set_blocking(self._pipes[entry["name"]], True)
-        self._all_sent, self._closing = threading.Event(), Future()
+        self._all_sent, self._asked, self._closing = False, threading.Event(), Future()
         self._pool = ThreadPoolExecutor(max_workers=1)
         self._sending = self._pool.submit(self._send, send, receiver, head)
 
@@ -327,9 +327,11 @@ class _Stream:
             for fd in self._pipes.values():
                 while os.read(fd, 1 << 20):
                     pass
+            self._asked.set()  # a sender that failed asks for nothing more: finish must not wait
 
     def _final(self) -> dict[str, t.Any]:
-        self._all_sent.set()
+        self._all_sent = True
+        self._asked.set()
         return self._closing.result()
 
     def written(self) -> None:
@@ -339,9 +341,8 @@ class _Stream:
 
     def finish(self, closing: t.Callable[[], dict[str, t.Any]]) -> dict[str, t.Any]:
         """Once every file has gone, the closing manifest (``closing()``) goes too; returns what sending did."""
-        while not self._all_sent.wait(0.1) and not self._sending.done():
-            pass
-        if not self._sending.done():
+        self._asked.wait()
+        if self._all_sent:
             try:
                 self._closing.set_result(closing())
             except BaseException as exc:
