@@ -27,3 +27,21 @@ def clean(vm_lab):
     for node in vm_lab:
         ssh(node, RESET)
     return vm_lab
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report shows the end of each guest's serial console and boot loop: the lab is torn
+    down after a failed run, and a guest that did not come back says why only there."""
+    report = yield
+    if report.failed and call.when == "call":
+        for node in NODES:
+            for log in ("console.log", "qemu.log"):
+                path = os.path.join(os.environ["FERRY_LAB_DIR"], node, log)
+                try:
+                    with open(path, errors="replace") as handle:
+                        tail = handle.readlines()[-60:]
+                except OSError as err:
+                    tail = ["(%s)\n" % err]
+                report.sections.append(("%s %s, last lines" % (node, log), "".join(tail)))
+    return report
