@@ -30,9 +30,18 @@ NODES = ["node1", "node2", "node3", "node4"]
 GOAL_SPEEDUP, GOAL_SHARE = 2.0, 0.15
 
 
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def phase_seconds(record):
+    return {phase["name"]: float(phase["seconds"] or 0) for phase in record["phases"]}
+
+
 def moving_interval(record):
     """(start, end) of a migration's checkpoint, transfer and restore, which run back to back after its preflight."""
-    phases = {phase["name"]: float(phase["seconds"] or 0) for phase in record["phases"]}
+    phases = phase_seconds(record)
     start = float(record["started_at"]) + phases["preflight"]
     return start, start + phases["checkpoint"] + phases["transfer"] + phases["restore"]
 
@@ -78,13 +87,9 @@ def one_by_one(names):
 def where_time_goes(records):
     """Median seconds per migration: Ansible's preflight, the moving phases, the verification and
     finalisation, and the rest of the record's total (the grant, the restore job's start, its polling)."""
-    def median(values):
-        values = sorted(values)
-        return values[len(values) // 2]
-
     rows = []
     for record in records:
-        phases = {phase["name"]: float(phase["seconds"] or 0) for phase in record["phases"]}
+        phases = phase_seconds(record)
         moving = phases["checkpoint"] + phases["transfer"] + phases["restore"]
         rows.append((phases["preflight"], moving, phases["verify_finalise"],
                      float(record["total_seconds"]) - phases["preflight"] - moving - phases["verify_finalise"], float(record["total_seconds"])))
@@ -160,7 +165,7 @@ def write(serial_wall, serial_share, drain_wall, drain_share, waves, downtimes, 
         "Against the goals of issue #16:\n\n"
         "- A drain >= %.0fx faster than the same migrations one by one: %s, %.2fx.  \n"
         "- Ansible's share of the drain's wall time <= %.0f %%: %s, %.0f %%.%s\n"
-    ) % (N, MAX_PER_SOURCE, time.strftime("%Y-%m-%d"), N, os.cpu_count(), table, sorted(downtimes)[len(downtimes) // 2], max(downtimes),
+    ) % (N, MAX_PER_SOURCE, time.strftime("%Y-%m-%d"), N, os.cpu_count(), table, median(downtimes), max(downtimes),
          GOAL_SPEEDUP, "met" if speedup >= GOAL_SPEEDUP else "not met", speedup,
          GOAL_SHARE * 100, "met" if drain_share <= GOAL_SHARE else "not met", drain_share * 100,
          "" if drain_share <= GOAL_SHARE else " The second table says where a migration's time goes: all but the moving "

@@ -30,7 +30,7 @@ def clean(vm_lab):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport(call):
     """A failed test's report shows the end of each guest's serial console and boot loop: the lab is torn
     down after a failed run, and a guest that did not come back says why only there."""
     report = yield
