@@ -4,7 +4,8 @@ of at most 0.5 s.
 
 Redis runs in podman on node1 with an address of its own on the fabric and about N MiB of data. A client
 on node3 holds one connection and sends INCR without pause, timestamping every answer. Ferry moves the
-container node1 -> node2 (stop_and_copy, podman's only method), the client writing throughout. The gap
+container node1 -> node2 (stop_and_copy: pre-copy needs a kernel that tracks dirty memory, and the
+namespace lab's does not), the client writing throughout. The gap
 is the longest time between two answers; the run also checks that the answers count up by one each, with
 no value lost or repeated, that the client never had to reconnect, and that Redis on node2 holds every key.
 

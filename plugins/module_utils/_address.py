@@ -9,6 +9,10 @@ resets by a kernel that has no socket for them yet, so the peers simply retransm
 and a gratuitous ARP tells the segment where the address lives now. CRIU's own connection locks
 (iptables rules marked 0xc114 that a dump leaves behind) are removed wherever the container has
 stopped running or runs again.
+
+A container with an address of its own on a macvlan or ipvlan network gets the same protection one
+step earlier, from an ``IngressHold``: its engine puts the address up in a fresh namespace before CRIU
+has restored a single socket, and nothing in that namespace exists yet to hold it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -24,6 +29,7 @@ import typing as t
 
 CRIU_MARK = "0xc114"  # SOCCR_MARK: CRIU's lock rules let its own repair traffic through
 CLONE_NEWNET = 0x40000000
+DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")  # a network device's name, as it may stand in an nftables script
 
 
 class AddressError(Exception):
@@ -113,6 +119,47 @@ class Addresses:
                 if self.run(["iptables", "-w", "-D"] + spec[1:])[0] == 0:
                     removed += 1
         return removed
+
+
+class IngressHold:
+    """TCP to a container's addresses, dropped where its frames enter this host: an nftables ``netdev``
+    ingress chain on each device its networks hang from (macvlan's and ipvlan's parents), which sees a
+    frame before the container's namespace does. Podman and Docker set a restored container's network up,
+    its address included, before CRIU restores its sockets; a client's retransmission arriving in between
+    was answered with a reset (about one move in five of a busy server in the lab). Held, it is dropped and
+    sent again, and the restored socket answers. One table per container (``ferry_hold_<id>``): it is put
+    in place and removed in one transaction each. ``run`` is AnsibleModule.run_command; ``nft`` the binary
+    (None: this host has none, and nothing can be held)."""
+
+    def __init__(self, run: t.Callable[..., tuple[int, str, str]], nft: str | None, container_id: str,
+                 devices: list[str], addresses: list[str]):
+        if not re.match(r"^[A-Za-z0-9_]{1,200}\Z", container_id or ""):
+            raise AddressError("container ID %r cannot name a hold" % (container_id,))
+        for device in devices:
+            if not DEVICE.match(device):
+                raise AddressError("network device %r cannot be held (not a device name)" % (device,))
+        self.run, self.nft, self.table = run, nft, "ferry_hold_" + container_id
+        self.devices, self.addresses = devices, addresses
+
+    def hold(self) -> None:
+        """Drop TCP to the addresses arriving on the devices, replacing any hold of this container's."""
+        ips = ", ".join(_ip(check(a if "/" in a else a + "/32")) for a in self.addresses)
+        chains = "".join('  chain in%d { type filter hook ingress device "%s" priority -500; policy accept; '
+                         "ip daddr { %s } meta l4proto tcp drop; }\n" % (number, device, ips)
+                         for number, device in enumerate(self.devices))
+        script = "add table netdev {0}\ndelete table netdev {0}\ntable netdev {0} {{\n{1}}}\n".format(self.table, chains)
+        rc, out, err = self.run([self.nft, "-f", "-"], data=script, binary_data=True)
+        if rc != 0:
+            raise AddressError("holding %s on %s failed: %s" % (ips, ", ".join(self.devices), (err or out).strip()))
+
+    def release(self) -> bool:
+        """Remove the hold; True when there was one."""
+        rc, out, err = self.run([self.nft, "delete", "table", "netdev", self.table])
+        if rc == 0:
+            return True
+        if "No such file or directory" in err:
+            return False
+        raise AddressError("releasing hold %s failed: %s" % (self.table, (err or out).strip()))
 
 
 def gratuitous_arp(device: str, ip: str) -> None:

@@ -142,11 +142,17 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
+def parent_device(network: dict[str, t.Any]) -> str | None:
+    """``docker network inspect``: a macvlan or ipvlan network's parent device (none: Docker made a dummy)."""
+    return (network.get("Options") or {}).get("parent") if network.get("Driver") in ("macvlan", "ipvlan") else None
+
+
 class DockerEngine(ImageEngine):
     name = tool = "docker"
     capabilities = {"methods": ["stop_and_copy"], "carries_image": True, "exec": ["docker", "exec", "{id}"], "identity": "container ID",
                     "shares_files": False, "pre_dumps": None, "streams": []}
     summarise = staticmethod(summarise)
+    parent_device = staticmethod(parent_device)
 
     def __init__(self, module, criu):
         super().__init__(module, criu)

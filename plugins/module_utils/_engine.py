@@ -62,6 +62,11 @@ class Engine:
         """Container networks defined on this host; engines without networks have none."""
         return []
 
+    def parent_devices(self, networks: list[str]) -> list[str]:
+        """This host's devices that containers of ``networks`` sit on directly (macvlan's and ipvlan's
+        parents), where their frames enter the host; engines without such networks have none."""
+        return []
+
     def checkpoint(self, container: str, bundle_dir: str, options: dict[str, t.Any],
                    handover: t.Callable[[dict[str, t.Any]], bool] | None = None) -> dict[str, t.Any]:
         """Write the container's checkpoint files into ``bundle_dir``; return manifest fields.
@@ -166,6 +171,15 @@ class ImageEngine(Engine):
 
     def network_names(self):
         return sorted(self._run(["network", "ls", "--format", "{{.Name}}"], self.tool + " network ls").split())
+
+    @staticmethod
+    def parent_device(network: dict[str, t.Any]) -> str | None:
+        """An inspected network's parent device when its containers sit on one (macvlan, ipvlan)."""
+        raise NotImplementedError
+
+    def parent_devices(self, networks):
+        found = self._json(["network", "inspect"] + list(networks), self.tool + " network inspect") if networks else []
+        return sorted({device for device in map(self.parent_device, found or []) if device})
 
     def image_present(self, image_id: str) -> bool:
         return self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", image_id])[0] == 0

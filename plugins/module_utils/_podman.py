@@ -100,6 +100,11 @@ def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
+def parent_device(network: dict[str, t.Any]) -> str | None:
+    """``podman network inspect``: a macvlan or ipvlan network's parent device."""
+    return network.get("network_interface") if network.get("driver") in ("macvlan", "ipvlan") else None
+
+
 class PodmanEngine(ImageEngine):
     name = tool = "podman"
     # runc's checkpoint has neither a page server nor lazy restore; found on the target by its ID. Podman
@@ -107,6 +112,7 @@ class PodmanEngine(ImageEngine):
     capabilities = {"methods": ["pre_copy", "stop_and_copy"], "carries_image": True, "exec": ["podman", "exec", "{id}"],
                     "identity": "container ID", "shares_files": False, "pre_dumps": 1, "streams": [CHECKPOINT_FILE]}
     summarise = staticmethod(summarise)
+    parent_device = staticmethod(parent_device)
 
     def __init__(self, module, criu):
         super().__init__(module, criu)

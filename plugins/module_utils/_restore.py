@@ -8,8 +8,10 @@
 2. verify: the manifest and every file's checksum (and those of the pre-copy iterations it stands
    on, each pinned by its child), the engine it names, a CRIU here no older than
    the one that took it, and the CPU (CRIU's cpuinfo check); a resume on the source skips the last two.
-3. restore (or resume), unless the container already runs from it.
-``state=absent`` removes what a restore of the checkpoint left here (the rollback of a target).
+3. restore (or resume), unless the container already runs from it, behind a hold on its TCP where
+   it has an address on a macvlan or ipvlan network (``_address.IngressHold``).
+``state=absent`` removes what a restore of the checkpoint left here (the rollback of a target), a
+hold a killed restore left included.
 """
 
 from __future__ import annotations
@@ -54,12 +56,16 @@ class Restore:
             return {"changed": waiting, "msg": "no checkpoint %s here, so no container of it" % self.checkpoint_id}
         engine = self.engine_for(manifest["engine"])
         present = engine.exists(manifest)
-        if present and not check_mode:
+        released = False
+        if not check_mode:
             try:
-                engine.remove(manifest)
-            except (_engine.EngineError, OSError) as exc:
+                if present:
+                    engine.remove(manifest)
+                hold = ingress_hold(engine, manifest)
+                released = bool(hold and hold.nft and hold.release())
+            except (_engine.EngineError, _address.AddressError, OSError) as exc:
                 raise Failed("remove failed: %s" % exc, "remove", detail=getattr(exc, "detail", "")) from exc
-        return {"changed": bool(present)}
+        return {"changed": bool(present or released)}
 
     def wait(self, seconds: int) -> None:
         """Until the source has delivered the bundle, or ``seconds`` have passed."""
@@ -120,15 +126,39 @@ class Restore:
             return {"changed": True}
         phase = "resume" if resume else "restore"
         started = time.monotonic()
+        held: list[str] = []
         try:
             _bundle.link_chain(self.images_dir, self.chain)  # CRIU finds the earlier iterations' pages through them
-            result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
-        except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, OSError) as exc:
+            hold = ingress_hold(engine, manifest)
+            if hold and not hold.nft:
+                engine.module.warn("nft is not on this host (package nftables; role ferry.migrate.criu_host installs it): a client's "
+                                   "connection to %s may be reset while it is restored" % ", ".join(hold.addresses))
+                hold = None
+            if hold:
+                hold.hold()
+                held = hold.devices
+            try:
+                result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
+            finally:
+                if hold:  # the moment the engine returns: its sockets are back, or it failed and the rollback follows
+                    hold.release()
+        except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _address.AddressError, OSError) as exc:
             raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
         running_at = _engine.now()
         # Here or back at home, the switches must learn where the container's MAC is now.
         announced = _address.announce_namespace((result.get("container") or {}).get("pid"))
-        return dict(result, changed=True, announced=announced, running_at=running_at, seconds=round(time.monotonic() - started, 3))
+        return dict(result, changed=True, announced=announced, held=held, running_at=running_at, seconds=round(time.monotonic() - started, 3))
+
+
+def ingress_hold(engine: _engine.Engine, manifest: dict[str, t.Any]) -> _address.IngressHold | None:
+    """The hold over the checkpoint's container's TCP on this host (``_address.IngressHold``); None when
+    it has no address on a network with a parent device here. Its ``nft`` is None when this host lacks one."""
+    container = manifest["container"]
+    devices = engine.parent_devices(container.get("networks") or []) if container.get("addresses") else []
+    if not devices:
+        return None
+    return _address.IngressHold(engine.module.run_command, engine.module.get_bin_path("nft"), container["id"],
+                                devices, container["addresses"])
 
 
 def run(module: t.Any) -> None:

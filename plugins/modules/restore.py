@@ -25,6 +25,12 @@ description:
     a migration that failed before the target took over."
   - "Once a container with a network namespace of its own runs, restored or resumed, a gratuitous ARP
     for each of its IPv4 addresses tells the segment's switches where its MAC is now (RV(announced))."
+  - "A podman or Docker container with an address on a macvlan or ipvlan network is restored (or resumed)
+    behind a hold: an nftables ingress chain on the network's parent device drops TCP to its addresses
+    until the engine returns (RV(held)). The engine puts the address up before CRIU has restored the
+    container's sockets, and a client's retransmission in between would otherwise be answered with a
+    reset. It needs C(nft) (package nftables, which M(ferry.migrate.criu_host) installs); without it
+    the restore goes on with a warning. O(state=absent) removes a hold a killed restore left."
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
     Used to clean a target after a failed restore, and to remove the source's stopped copy once the
     target runs it. A restore still waiting for this checkpoint (O(wait)) is cancelled."
@@ -117,6 +123,13 @@ announced:
       (here or, for a resume, back at home), so that switches and peers find its MAC at its new port at once.
     - Empty for a container that shares its host's network namespace (a tree's addresses are moved and announced
       by the engine) or has no address but loopback.
+  returned: when a restore happened
+  type: list
+  elements: str
+held:
+  description:
+    - The devices on which TCP to the container's addresses was held while its engine restored it (the
+      parents of its macvlan and ipvlan networks); empty when nothing needed holding or C(nft) is missing.
   returned: when a restore happened
   type: list
   elements: str

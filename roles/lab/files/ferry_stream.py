@@ -1,10 +1,12 @@
 """Lab workload for connections that must survive a migration.
 
 serve ADDR PORT: accept clients on ADDR:PORT and send each an endless stream of lines "1", "2", ...
-(about a thousand a second). client ADDR PORT: hold one connection until standard input ends, and
-print as JSON what arrived: lines, the first and last number, every gap or repeat (none may be), and
-how long the stream had been silent when it stopped (the caller ends it after the event it watches,
-so a stream that never came back shows, whatever the event's duration). The client says "streaming"
+(about a thousand a second), reading and dropping what they send. client ADDR PORT: hold one connection
+until standard input ends, writing a byte every 20 ms as a busy client does (a server's host that answers
+one of them before the server's socket is back resets the connection), and print as JSON what arrived:
+lines, the first and last number, every gap or repeat (none may be), and how long the stream had been
+silent when it stopped (the caller ends it after the event it watches, so a stream that never came back
+shows, whatever the event's duration). The client says "streaming"
 on standard error once the first line has arrived, so the caller starts its event on a live stream."""
 import json
 import os
@@ -45,17 +47,26 @@ def serve(address, port):
 def client(address, port):
     sock = socket.create_connection((address, port))
     buffer, expected, first, faults, lines = b"", None, None, [], 0
-    last_data = time.monotonic()
+    last_data = last_sent = time.monotonic()
     while True:
-        readable, _w, _e = select.select([sock, sys.stdin], [], [], 30)
-        if not readable:
+        readable, _w, _e = select.select([sock, sys.stdin], [], [], 0.02)
+        if time.monotonic() - last_data > 30:
             faults.append("no data for 30 s")
             break
         if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
             break
-        if sock not in readable:
+        try:
+            if time.monotonic() - last_sent >= 0.02:
+                sock.send(b".", socket.MSG_DONTWAIT)
+                last_sent = time.monotonic()
+            data = sock.recv(65536) if sock in readable else None
+        except BlockingIOError:
+            continue  # the server is frozen and the send buffer full: nothing lost, it is sent later
+        except OSError as exc:
+            faults.append("the connection broke: %s" % exc)
+            break
+        if data is None:
             continue
-        data = sock.recv(65536)
         if not data:
             faults.append("the connection was closed")
             break

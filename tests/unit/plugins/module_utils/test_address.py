@@ -55,3 +55,53 @@ def test_check_refuses_what_is_not_an_ipv4_address_with_a_prefix(bad):
     with pytest.raises(_address.AddressError):
         _address.check(bad)
     assert _address.check("10.199.0.120/24") == "10.199.0.120/24"
+
+
+class Nft:
+    """A recorded nft: every argv with the script it read, and which tables exist."""
+
+    def __init__(self):
+        self.calls, self.tables = [], set()
+
+    def __call__(self, argv, data=None, binary_data=False):
+        self.calls.append((argv, data))
+        if argv[1:] == ["-f", "-"]:
+            self.tables.add(data.splitlines()[0].split()[-1])
+            return 0, "", ""
+        if argv[1:4] == ["delete", "table", "netdev"] and argv[4] in self.tables:
+            self.tables.discard(argv[4])
+            return 0, "", ""
+        return 1, "", "Error: Could not process rule: No such file or directory"
+
+
+def test_an_ingress_hold_drops_tcp_to_the_addresses_on_each_parent_device_in_one_table():
+    nft = Nft()
+    hold = _address.IngressHold(nft, "/usr/sbin/nft", "ab12", ["eth0", "bond0.7"], ["10.199.0.150", "10.199.0.151"])
+    hold.hold()
+    argv, script = nft.calls[0]
+    assert argv == ["/usr/sbin/nft", "-f", "-"]
+    assert script == (  # replaced whole in one transaction: a hold left by a killed restore goes with it
+        "add table netdev ferry_hold_ab12\ndelete table netdev ferry_hold_ab12\ntable netdev ferry_hold_ab12 {\n"
+        '  chain in0 { type filter hook ingress device "eth0" priority -500; policy accept; '
+        "ip daddr { 10.199.0.150, 10.199.0.151 } meta l4proto tcp drop; }\n"
+        '  chain in1 { type filter hook ingress device "bond0.7" priority -500; policy accept; '
+        "ip daddr { 10.199.0.150, 10.199.0.151 } meta l4proto tcp drop; }\n}\n")
+    assert hold.release() is True and hold.release() is False
+    assert nft.calls[-1][0] == ["/usr/sbin/nft", "delete", "table", "netdev", "ferry_hold_ab12"]
+
+
+@pytest.mark.parametrize("container_id, devices, addresses", [
+    ("ab;12", ["eth0"], ["10.0.0.1"]), ("", ["eth0"], ["10.0.0.1"]), ("ab12", ['eth0" ; flush ruleset'], ["10.0.0.1"]),
+    ("ab12", ["eth0"], ["10.0.0.1 } accept"])])
+def test_an_ingress_hold_refuses_what_cannot_stand_in_an_nftables_script(container_id, devices, addresses):
+    nft = Nft()
+    with pytest.raises(_address.AddressError):
+        _address.IngressHold(nft, "/usr/sbin/nft", container_id, devices, addresses).hold()
+    assert nft.calls == []
+
+
+def test_a_failed_hold_says_where_and_why():
+    def refusing(argv, data=None, binary_data=False):
+        return 1, "", "Error: Could not process rule: No such device"
+    with pytest.raises(_address.AddressError, match="^holding 10.0.0.1 on eth9 failed: Error: Could not process rule: No such device$"):
+        _address.IngressHold(refusing, "/usr/sbin/nft", "ab12", ["eth9"], ["10.0.0.1"]).hold()

@@ -105,3 +105,77 @@ def test_the_rollback_removes_the_restored_container(tmp_path):
     assert restore(images_dir, engine).remove(check_mode=True) == {"changed": True} and engine.removed == []
     assert restore(images_dir, engine).remove(check_mode=False) == {"changed": True} and engine.removed == ["web"]
     assert restore(images_dir, engine).remove(check_mode=False) == {"changed": False}
+
+
+class HostModule:
+    """What the restore asks of AnsibleModule on a host: nft's path, commands, warnings."""
+
+    def __init__(self, engine, nft="/usr/sbin/nft"):
+        self.engine, self.nft, self.calls, self.warnings, self.tables = engine, nft, [], [], set()
+
+    def get_bin_path(self, name):
+        return self.nft if name == "nft" else None
+
+    def run_command(self, argv, data=None, binary_data=False):
+        self.calls.append((argv[1:3], self.engine.state))  # what nft did, and whether the container ran then
+        if argv[1:] == ["-f", "-"]:
+            self.tables.add(data.splitlines()[0].split()[-1])
+            return 0, "", ""
+        if argv[4] in self.tables:
+            self.tables.discard(argv[4])
+            return 0, "", ""
+        return 1, "", "No such file or directory"
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+class FabricEngine(FakeEngine):
+    """A container with an address of its own on a macvlan network whose parent is eth0."""
+
+    def describe(self, container):
+        found = super().describe(container)
+        return dict(found, addresses=["10.199.0.150"], networks=["fabric"]) if found else None
+
+    def parent_devices(self, networks):
+        return ["eth0"] if networks == ["fabric"] else []
+
+
+def fabric_bundle(tmp_path):
+    source = tmp_path / "source"
+    result = _checkpoint.Checkpoint(FabricEngine(), checkpoint_params(source, container="web"), "web").take()
+    target = tmp_path / "target"
+    target.mkdir()
+    shutil.copytree(result["path"], _bundle.final_path(str(target), "web"))
+    return str(target)
+
+
+@pytest.mark.parametrize("fail", [None, "runc restore failed"])
+def test_a_container_on_a_macvlan_network_is_restored_behind_a_hold_removed_when_the_engine_returns(tmp_path, fail):
+    images_dir, engine = fabric_bundle(tmp_path), FabricEngine(state=None, fail=fail)
+    engine.module = HostModule(engine)
+    if fail:
+        with pytest.raises(_restore.Failed, match="^restore failed: runc restore failed$"):
+            restore(images_dir, engine).run(check_mode=False)
+    else:
+        assert restore(images_dir, engine).run(check_mode=False)["held"] == ["eth0"]
+    # held while nothing ran, released whatever the engine did
+    assert engine.module.calls == [(["-f", "-"], None), (["delete", "table"], "running" if not fail else None)]
+    assert engine.module.tables == set()
+
+
+def test_without_nft_the_restore_goes_on_and_warns(tmp_path):
+    images_dir, engine = fabric_bundle(tmp_path), FabricEngine(state=None)
+    engine.module = HostModule(engine, nft=None)
+    result = restore(images_dir, engine).run(check_mode=False)
+    assert result["held"] == [] and engine.restored and engine.module.calls == []
+    assert engine.module.warnings == ["nft is not on this host (package nftables; role ferry.migrate.criu_host installs it): "
+                                      "a client's connection to 10.199.0.150 may be reset while it is restored"]
+
+
+def test_the_rollback_removes_a_hold_a_killed_restore_left(tmp_path):
+    images_dir, engine = fabric_bundle(tmp_path), FabricEngine(state=None)
+    engine.module = HostModule(engine)
+    engine.module.tables.add("ferry_hold_" + "f" * 64)
+    assert restore(images_dir, engine).remove(check_mode=False) == {"changed": True}
+    assert engine.module.tables == set()
