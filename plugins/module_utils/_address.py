@@ -27,6 +27,8 @@ import struct
 import subprocess
 import typing as t
 
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle
+
 CRIU_MARK = "0xc114"  # SOCCR_MARK: CRIU's lock rules let its own repair traffic through
 CLONE_NEWNET = 0x40000000
 DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,15}\Z")  # a network device's name, as it may stand in an nftables script
@@ -127,18 +129,18 @@ class IngressHold:
     frame before the container's namespace does. Podman and Docker set a restored container's network up,
     its address included, before CRIU restores its sockets; a client's retransmission arriving in between
     was answered with a reset (about one move in five of a busy server in the lab). Held, it is dropped and
-    sent again, and the restored socket answers. One table per container (``ferry_hold_<id>``): it is put
-    in place and removed in one transaction each. ``run`` is AnsibleModule.run_command; ``nft`` the binary
-    (None: this host has none, and nothing can be held)."""
+    sent again, and the restored socket answers. One table per checkpoint (``ferry_hold_<checkpoint id>``):
+    it is put in place and removed in one transaction each, and the rollback finds it by the checkpoint
+    alone. ``run`` is AnsibleModule.run_command; ``nft`` the binary (None: this host has none, and nothing
+    can be held)."""
 
-    def __init__(self, run: t.Callable[..., tuple[int, str, str]], nft: str | None, container_id: str,
+    def __init__(self, run: t.Callable[..., tuple[int, str, str]], nft: str | None, checkpoint_id: str,
                  devices: list[str], addresses: list[str]):
-        if not re.match(r"^[A-Za-z0-9_]{1,200}\Z", container_id or ""):
-            raise AddressError("container ID %r cannot name a hold" % (container_id,))
         for device in devices:
             if not DEVICE.match(device):
                 raise AddressError("network device %r cannot be held (not a device name)" % (device,))
-        self.run, self.nft, self.table = run, nft, "ferry_hold_" + container_id
+        # A checkpoint ID's characters are all an nftables name may hold after its first letter.
+        self.run, self.nft, self.table = run, nft, "ferry_hold_" + _bundle.check_id(checkpoint_id)
         self.devices, self.addresses = devices, addresses
 
     def hold(self) -> None:

@@ -61,8 +61,7 @@ class Restore:
             try:
                 if present:
                     engine.remove(manifest)
-                hold = ingress_hold(engine, manifest)
-                released = bool(hold and hold.nft and hold.release())
+                released = release_hold(engine, manifest, self.checkpoint_id)
             except (_engine.EngineError, _address.AddressError, OSError) as exc:
                 raise Failed("remove failed: %s" % exc, "remove", detail=getattr(exc, "detail", "")) from exc
         return {"changed": bool(present or released)}
@@ -129,7 +128,7 @@ class Restore:
         held: list[str] = []
         try:
             _bundle.link_chain(self.images_dir, self.chain)  # CRIU finds the earlier iterations' pages through them
-            hold = ingress_hold(engine, manifest)
+            hold = ingress_hold(engine, manifest, self.checkpoint_id)
             if hold and not hold.nft:
                 engine.module.warn("nft is not on this host (package nftables; role ferry.migrate.criu_host installs it): a client's "
                                    "connection to %s may be reset while it is restored" % ", ".join(hold.addresses))
@@ -150,15 +149,23 @@ class Restore:
         return dict(result, changed=True, announced=announced, held=held, running_at=running_at, seconds=round(time.monotonic() - started, 3))
 
 
-def ingress_hold(engine: _engine.Engine, manifest: dict[str, t.Any]) -> _address.IngressHold | None:
+def ingress_hold(engine: _engine.Engine, manifest: dict[str, t.Any], checkpoint_id: str) -> _address.IngressHold | None:
     """The hold over the checkpoint's container's TCP on this host (``_address.IngressHold``); None when
     it has no address on a network with a parent device here. Its ``nft`` is None when this host lacks one."""
     container = manifest["container"]
     devices = engine.parent_devices(container.get("networks") or []) if container.get("addresses") else []
     if not devices:
         return None
-    return _address.IngressHold(engine.module.run_command, engine.module.get_bin_path("nft"), container["id"],
+    return _address.IngressHold(engine.module.run_command, engine.module.get_bin_path("nft"), checkpoint_id,
                                 devices, container["addresses"])
+
+
+def release_hold(engine: _engine.Engine, manifest: dict[str, t.Any], checkpoint_id: str) -> bool:
+    """Remove the hold a killed restore of the checkpoint left here; True when there was one. Found by
+    the checkpoint alone: the container's networks may be gone from this host by now."""
+    container = manifest["container"]
+    nft = engine.module.get_bin_path("nft") if container.get("addresses") and container.get("networks") else None
+    return bool(nft) and _address.IngressHold(engine.module.run_command, nft, checkpoint_id, [], []).release()
 
 
 def run(module: t.Any) -> None:

@@ -133,7 +133,7 @@ RESET = ("podman rm --force --time 0 --all >/dev/null; "
          "[ -e \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; rm -f \"$f\"; done; "
          "for f in /run/ferry/trees/*.addresses; do [ -e \"$f\" ] && ip addr del $(cat \"$f\") dev eth0 2>/dev/null; rm -f \"$f\"; done; "
          "for c in INPUT OUTPUT; do iptables -w -S $c | grep -e 0xc114 -e '/32 -j DROP' | sed 's/^-A/-D/' | xargs -r -L1 iptables -w; done; "
-         "for t in $(nft list tables netdev 2>/dev/null | grep -o 'ferry_hold_[0-9a-f]*'); do nft delete table netdev $t; done; "
+         "for t in $(nft list tables netdev 2>/dev/null | grep -o 'ferry_hold_[A-Za-z0-9_.-]*'); do nft delete table netdev $t; done; "
          "for f in /var/lib/ferry/.link-*.json; do [ -e \"$f\" ] && kill -9 $(sed 's/.*\"pid\": \\([0-9]*\\).*/\\1/' \"$f\") 2>/dev/null; done; "
          "rm -rf /var/lib/ferry/* /var/lib/ferry/.[!.]*; sed -i '/ferry-transfer:/d' %s 2>/dev/null; rm -f /etc/sudoers.d/zz-ferry-????????????????; true"
          % GRANTS)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _address
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle
 
 RULES = """-P INPUT ACCEPT
 -A INPUT -s 10.199.0.13/32 -d 10.199.0.120/32 -p tcp -m tcp --sport 43154 --dport 7400 -m mark ! --mark 0xc114 -j DROP
@@ -76,27 +76,27 @@ class Nft:
 
 def test_an_ingress_hold_drops_tcp_to_the_addresses_on_each_parent_device_in_one_table():
     nft = Nft()
-    hold = _address.IngressHold(nft, "/usr/sbin/nft", "ab12", ["eth0", "bond0.7"], ["10.199.0.150", "10.199.0.151"])
+    hold = _address.IngressHold(nft, "/usr/sbin/nft", "mig-1.a_b", ["eth0", "bond0.7"], ["10.199.0.150", "10.199.0.151"])
     hold.hold()
     argv, script = nft.calls[0]
     assert argv == ["/usr/sbin/nft", "-f", "-"]
     assert script == (  # replaced whole in one transaction: a hold left by a killed restore goes with it
-        "add table netdev ferry_hold_ab12\ndelete table netdev ferry_hold_ab12\ntable netdev ferry_hold_ab12 {\n"
+        "add table netdev ferry_hold_mig-1.a_b\ndelete table netdev ferry_hold_mig-1.a_b\ntable netdev ferry_hold_mig-1.a_b {\n"
         '  chain in0 { type filter hook ingress device "eth0" priority -500; policy accept; '
         "ip daddr { 10.199.0.150, 10.199.0.151 } meta l4proto tcp drop; }\n"
         '  chain in1 { type filter hook ingress device "bond0.7" priority -500; policy accept; '
         "ip daddr { 10.199.0.150, 10.199.0.151 } meta l4proto tcp drop; }\n}\n")
     assert hold.release() is True and hold.release() is False
-    assert nft.calls[-1][0] == ["/usr/sbin/nft", "delete", "table", "netdev", "ferry_hold_ab12"]
+    assert nft.calls[-1][0] == ["/usr/sbin/nft", "delete", "table", "netdev", "ferry_hold_mig-1.a_b"]
 
 
-@pytest.mark.parametrize("container_id, devices, addresses", [
+@pytest.mark.parametrize("checkpoint_id, devices, addresses", [
     ("ab;12", ["eth0"], ["10.0.0.1"]), ("", ["eth0"], ["10.0.0.1"]), ("ab12", ['eth0" ; flush ruleset'], ["10.0.0.1"]),
     ("ab12", ["eth0"], ["10.0.0.1 } accept"])])
-def test_an_ingress_hold_refuses_what_cannot_stand_in_an_nftables_script(container_id, devices, addresses):
+def test_an_ingress_hold_refuses_what_cannot_stand_in_an_nftables_script(checkpoint_id, devices, addresses):
     nft = Nft()
-    with pytest.raises(_address.AddressError):
-        _address.IngressHold(nft, "/usr/sbin/nft", container_id, devices, addresses).hold()
+    with pytest.raises((_address.AddressError, _bundle.BundleError)):
+        _address.IngressHold(nft, "/usr/sbin/nft", checkpoint_id, devices, addresses).hold()
     assert nft.calls == []
 
 

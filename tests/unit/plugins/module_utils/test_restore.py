@@ -176,6 +176,6 @@ def test_without_nft_the_restore_goes_on_and_warns(tmp_path):
 def test_the_rollback_removes_a_hold_a_killed_restore_left(tmp_path):
     images_dir, engine = fabric_bundle(tmp_path), FabricEngine(state=None)
     engine.module = HostModule(engine)
-    engine.module.tables.add("ferry_hold_" + "f" * 64)
+    engine.module.tables.add("ferry_hold_web")
     assert restore(images_dir, engine).remove(check_mode=False) == {"changed": True}
     assert engine.module.tables == set()
