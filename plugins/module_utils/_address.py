@@ -144,7 +144,7 @@ class IngressHold:
         self.devices, self.addresses = devices, addresses
 
     def hold(self) -> None:
-        """Drop TCP to the addresses arriving on the devices, replacing any hold of this container's."""
+        """Drop TCP to the addresses arriving on the devices, replacing any hold of this checkpoint's."""
         ips = ", ".join(_ip(check(a if "/" in a else a + "/32")) for a in self.addresses)
         chains = "".join('  chain in%d { type filter hook ingress device "%s" priority -500; policy accept; '
                          "ip daddr { %s } meta l4proto tcp drop; }\n" % (number, device, ips)

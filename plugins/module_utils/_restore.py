@@ -138,9 +138,15 @@ class Restore:
                 held = hold.devices
             try:
                 result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
-            finally:
-                if hold:  # the moment the engine returns: its sockets are back, or it failed and the rollback follows
-                    hold.release()
+            except Exception:
+                if hold:
+                    try:
+                        hold.release()
+                    except _address.AddressError:
+                        pass  # the engine's failure is the one to report; the rollback's state=absent tries again
+                raise
+            if hold:  # the moment the engine returns: the container's sockets are back
+                hold.release()
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _address.AddressError, OSError) as exc:
             raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
         running_at = _engine.now()

@@ -29,7 +29,7 @@ description:
     behind a hold: an nftables ingress chain on the network's parent device drops TCP to its addresses
     until the engine returns (RV(held)). The engine puts the address up before CRIU has restored the
     container's sockets, and a client's retransmission in between would otherwise be answered with a
-    reset. It needs C(nft) (package nftables, which M(ferry.migrate.criu_host) installs); without it
+    reset. It needs C(nft) (package nftables, which role C(ferry.migrate.criu_host) installs); without it
     the restore goes on with a warning. O(state=absent) removes a hold a killed restore left."
   - "O(state=absent): the container this checkpoint describes is stopped and removed from this host.
     Used to clean a target after a failed restore, and to remove the source's stopped copy once the

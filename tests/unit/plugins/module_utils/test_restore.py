@@ -179,3 +179,11 @@ def test_the_rollback_removes_a_hold_a_killed_restore_left(tmp_path):
     engine.module.tables.add("ferry_hold_web")
     assert restore(images_dir, engine).remove(check_mode=False) == {"changed": True}
     assert engine.module.tables == set()
+
+
+def test_a_failed_restore_reports_the_engines_failure_even_when_the_hold_cannot_be_released(tmp_path):
+    images_dir, engine = fabric_bundle(tmp_path), FabricEngine(state=None, fail="runc restore failed")
+    engine.module = HostModule(engine)
+    engine.module.run_command = lambda argv, data=None, binary_data=False: (0, "", "") if argv[1:] == ["-f", "-"] else (1, "", "nft: busy")
+    with pytest.raises(_restore.Failed, match="^restore failed: runc restore failed$"):
+        restore(images_dir, engine).run(check_mode=False)
