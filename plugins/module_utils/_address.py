@@ -17,6 +17,7 @@ has restored a single socket, and nothing in that namespace exists yet to hold i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import json
@@ -131,10 +132,9 @@ class IngressHold:
     was answered with a reset (about one move in five of a busy server in the lab). Held, it is dropped and
     sent again, and the restored socket answers. One table per checkpoint (``ferry_hold_<checkpoint id>``):
     it is put in place and removed in one transaction each, and the rollback finds it by the checkpoint
-    alone. ``run`` is AnsibleModule.run_command; ``nft`` the binary (None: this host has none, and nothing
-    can be held)."""
+    alone. ``run`` is AnsibleModule.run_command; ``nft`` the binary."""
 
-    def __init__(self, run: t.Callable[..., tuple[int, str, str]], nft: str | None, checkpoint_id: str,
+    def __init__(self, run: t.Callable[..., tuple[int, str, str]], nft: str, checkpoint_id: str,
                  devices: list[str], addresses: list[str]):
         for device in devices:
             if not DEVICE.match(device):
@@ -153,6 +153,20 @@ class IngressHold:
         rc, out, err = self.run([self.nft, "-f", "-"], data=script, binary_data=True)
         if rc != 0:
             raise AddressError("holding %s on %s failed: %s" % (ips, ", ".join(self.devices), (err or out).strip()))
+
+    @contextlib.contextmanager
+    def holding(self) -> t.Iterator[None]:
+        """Held around the engine's restore, released the moment it returns: the container's sockets are
+        back, or the restore failed, and then the engine's failure is the one reported (the rollback's
+        ``state=absent`` releases again)."""
+        self.hold()
+        try:
+            yield
+        except Exception:
+            with contextlib.suppress(AddressError):
+                self.release()
+            raise
+        self.release()
 
     def release(self) -> bool:
         """Remove the hold; True when there was one."""

@@ -16,6 +16,7 @@ hold a killed restore left included.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import typing as t
@@ -125,45 +126,33 @@ class Restore:
             return {"changed": True}
         phase = "resume" if resume else "restore"
         started = time.monotonic()
-        held: list[str] = []
         try:
             _bundle.link_chain(self.images_dir, self.chain)  # CRIU finds the earlier iterations' pages through them
             hold = ingress_hold(engine, manifest, self.checkpoint_id)
-            if hold and not hold.nft:
-                engine.module.warn("nft is not on this host (package nftables; role ferry.migrate.criu_host installs it): a client's "
-                                   "connection to %s may be reset while it is restored" % ", ".join(hold.addresses))
-                hold = None
-            if hold:
-                hold.hold()
-                held = hold.devices
-            try:
+            with hold.holding() if hold else contextlib.nullcontext():
                 result = (engine.resume if resume else engine.restore)(self.path, manifest, manifest.get("options") or {})
-            except Exception:
-                if hold:
-                    try:
-                        hold.release()
-                    except _address.AddressError:
-                        pass  # the engine's failure is the one to report; the rollback's state=absent tries again
-                raise
-            if hold:  # the moment the engine returns: the container's sockets are back
-                hold.release()
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _address.AddressError, OSError) as exc:
             raise Failed("%s failed: %s" % (phase, exc), phase, detail=getattr(exc, "detail", "") or getattr(exc, "log", "")) from exc
         running_at = _engine.now()
         # Here or back at home, the switches must learn where the container's MAC is now.
         announced = _address.announce_namespace((result.get("container") or {}).get("pid"))
-        return dict(result, changed=True, announced=announced, held=held, running_at=running_at, seconds=round(time.monotonic() - started, 3))
+        return dict(result, changed=True, announced=announced, held=hold.devices if hold else [], running_at=running_at,
+                    seconds=round(time.monotonic() - started, 3))
 
 
 def ingress_hold(engine: _engine.Engine, manifest: dict[str, t.Any], checkpoint_id: str) -> _address.IngressHold | None:
     """The hold over the checkpoint's container's TCP on this host (``_address.IngressHold``); None when
-    it has no address on a network with a parent device here. Its ``nft`` is None when this host lacks one."""
+    it has no address on a network with a parent device here, or (with a warning) when this host has no nft."""
     container = manifest["container"]
     devices = engine.parent_devices(container.get("networks") or []) if container.get("addresses") else []
     if not devices:
         return None
-    return _address.IngressHold(engine.module.run_command, engine.module.get_bin_path("nft"), checkpoint_id,
-                                devices, container["addresses"])
+    nft = engine.module.get_bin_path("nft")
+    if not nft:
+        engine.module.warn("nft is not on this host (package nftables; role ferry.migrate.criu_host installs it): a client's "
+                           "connection to %s may be reset while it is restored" % ", ".join(container["addresses"]))
+        return None
+    return _address.IngressHold(engine.module.run_command, nft, checkpoint_id, devices, container["addresses"])
 
 
 def release_hold(engine: _engine.Engine, manifest: dict[str, t.Any], checkpoint_id: str) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _checkpoint, _restore
 from fake_engine import FakeCriu, FakeEngine
+from test_address import Nft
 from test_checkpoint import params as checkpoint_params
 
 
@@ -108,23 +109,18 @@ def test_the_rollback_removes_the_restored_container(tmp_path):
 
 
 class HostModule:
-    """What the restore asks of AnsibleModule on a host: nft's path, commands, warnings."""
+    """What the restore asks of AnsibleModule on a host: nft's path, commands (a recorded nft), warnings."""
 
     def __init__(self, engine, nft="/usr/sbin/nft"):
-        self.engine, self.nft, self.calls, self.warnings, self.tables = engine, nft, [], [], set()
+        self.engine, self.nft, self.calls, self.warnings, self.firewall = engine, nft, [], [], Nft()
+        self.tables = self.firewall.tables
 
     def get_bin_path(self, name):
         return self.nft if name == "nft" else None
 
     def run_command(self, argv, data=None, binary_data=False):
         self.calls.append((argv[1:3], self.engine.state))  # what nft did, and whether the container ran then
-        if argv[1:] == ["-f", "-"]:
-            self.tables.add(data.splitlines()[0].split()[-1])
-            return 0, "", ""
-        if argv[4] in self.tables:
-            self.tables.discard(argv[4])
-            return 0, "", ""
-        return 1, "", "No such file or directory"
+        return self.firewall(argv, data)
 
     def warn(self, message):
         self.warnings.append(message)
