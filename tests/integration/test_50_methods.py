@@ -15,16 +15,13 @@ pytestmark = pytest.mark.integration
 
 
 def tree_on(node):
-    return ssh(node, "ls /run/ferry/trees")
+    # The directory is made by the first tree a host runs.
+    return ssh(node, "ls /run/ferry/trees 2>/dev/null || true")
 
 
 def said(proc):
     """The play's output with line wrapping undone, to look for phrases in."""
     return " ".join(proc.stdout.split())
-
-
-def downtime(stdout):
-    return float(re.search(r"downtime\s+([0-9.]+)\s+s", stdout).group(1))
 
 
 @pytest.mark.parametrize("transport", ["tls", "ssh"])
@@ -64,8 +61,11 @@ def test_post_copy_runs_on_the_target_before_its_memory_arrives(clean):
     out = migrate("mem", "node1", "node2", migrate_engine="criu", migrate_method="post_copy")
     assert "by post_copy (asked for)" in said(out)
     split = float(re.search(r"state\s+split\s+for\s+([0-9.]+)\s+s", said(out)).group(1))
-    assert split > 0
-    assert downtime(said(out)) < 1.5, said(out)[-2000:]
+    assert split > 0, "its pages were all there before it ran"
+    # Its memory went over the page link, not in the bundle moved while it was frozen (the downtime's
+    # length under load is the benchmark's to measure: bench/methods.py).
+    total, link = (float(n) for n in re.search(r"([0-9.]+)\s+MiB\s+by.*pages\s+over\s+ssh\s+\(([0-9.]+)\s+MiB", said(out)).groups())
+    assert link >= 256 and total - link < 16, said(out)[-2000:]
     after = memory_state("node2", 7303)
     assert after == (after[0], before[1]) and after[0] > before[0]
     assert tree_on("node1") == "" and tree_on("node2") == "mem.pid"
