@@ -130,10 +130,10 @@ class Checkpoint:
 
     def take(self) -> dict[str, t.Any]:
         """Checkpoint, finalise and deliver; raises Failed, having undone what it could."""
-        self.criu_version = _criu.version_string(self.engine.criu.version())
         partial = _bundle.start(self.images_dir, self.checkpoint_id)
         fields, bundle_dir, frozen, stream = None, partial, False, None
         try:
+            self.criu_version = _criu.version_string(self.engine.criu.version())
             self.engine.criu.cpuinfo_dump(partial)  # the target's CPU is checked against this before restore
             if self.params["include_image"]:  # while the container runs: the image is not state
                 self.engine.save_image(self.container, partial)

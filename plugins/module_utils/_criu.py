@@ -20,14 +20,31 @@ import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _host
 
-try:
-    import pycriu
-    HAS_PYCRIU = True
-    PYCRIU_IMPORT_ERROR = None
-except Exception as exc:  # pylint: disable=broad-except
-    pycriu = None
-    HAS_PYCRIU = False
-    PYCRIU_IMPORT_ERROR = exc
+
+class _Pycriu:
+    """pycriu, imported on its first use: its protobuf modules cost every module run ~35 ms of CPU,
+    and most runs (container_info, a cleanup, a grant) never talk to CRIU."""
+
+    def __getattr__(self, name: str) -> t.Any:
+        try:
+            import pycriu as module  # pylint: disable=import-outside-toplevel
+        except Exception as exc:  # pylint: disable=broad-except
+            raise CriuError("pycriu is not importable by this interpreter: %s" % exc) from None
+        globals()["pycriu"] = module
+        return getattr(module, name)
+
+
+pycriu: t.Any = _Pycriu()
+
+
+def pycriu_error() -> str | None:
+    """Why this interpreter cannot import pycriu, or None when it can."""
+    try:
+        getattr(pycriu, "criu")
+    except CriuError as exc:
+        return str(exc)
+    return None
+
 
 MIN_VERSION = (4, 2)
 # Post-copy moves pages through pipes of this size; a smaller fs.pipe-max-size makes CRIU fail.
@@ -98,7 +115,7 @@ def runc_log_errors(text: str) -> str:
 
 def pstree_processes(pstree: bytes) -> list[dict[str, t.Any]] | None:
     """The processes in a pstree.img, or None without pycriu to decode it."""
-    if not HAS_PYCRIU:
+    if pycriu_error():
         return None
     entries = pycriu.images.load(io.BytesIO(pstree))["entries"]
     return [{"pid": e["pid"], "ppid": e["ppid"], "sid": e.get("sid")} for e in entries]
@@ -117,9 +134,7 @@ class Criu:
     """One CRIU binary driven through pycriu's RPC (``criu swrk``)."""
 
     def __init__(self, binary: str):
-        if not HAS_PYCRIU:
-            raise CriuError("pycriu is not importable by this interpreter: %s" % PYCRIU_IMPORT_ERROR)
-        self.binary = binary
+        self.binary = binary  # pycriu is imported by the first request
 
     def _new(self, images_dir: str | None = None, log_file: str | None = None, **opts: t.Any) -> t.Any:
         client = pycriu.criu()
@@ -363,10 +378,10 @@ def host_facts(criu_path: str | None, images_dir: str, probe: bool) -> dict[str,
     binary = find_binary(criu_path)
     if not binary:
         reasons.append("no CRIU binary found" + (" at %s" % criu_path if criu_path else ""))
-    elif not HAS_PYCRIU:
+    elif pycriu_error():
         facts["binary"] = binary
         facts["version"] = version_string(binary_version(binary))
-        reasons.append("pycriu is not importable: %s" % PYCRIU_IMPORT_ERROR)
+        reasons.append(pycriu_error())
     else:
         criu = Criu(binary)
         version = criu.version()

@@ -11,9 +11,11 @@ themselves are in the registry, ``_engines``, which imports them (this module im
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
+import sys
 import time
 import typing as t
 
@@ -217,11 +219,9 @@ def criu_for(module: t.Any) -> _criu.Criu:
     if not binary:
         module.fail_json(msg="no CRIU binary found (criu_path=%s); run role ferry.migrate.criu_host"
                          % module.params.get("criu_path"))
-    try:
-        return _criu.Criu(binary)
-    except _criu.CriuError as exc:
-        module.fail_json(msg=str(exc))
-    raise AssertionError("unreachable")
+    if importlib.util.find_spec("pycriu") is None:  # found without importing it (see _criu.pycriu)
+        module.fail_json(msg="pycriu is not importable by this interpreter (%s); run role ferry.migrate.criu_host" % sys.executable)
+    return _criu.Criu(binary)
 
 
 # Podman's own rule for names (IDs are hex, so they match too). Anything else could be read by the
@@ -270,7 +270,7 @@ def now() -> float:
 def criu_stats(images_dir: str, name: str) -> dict[str, int]:
     """CRIU's own statistics image (``stats-dump`` / ``stats-restore``) as a flat dict of integers."""
     path = os.path.join(images_dir, name)
-    if not _criu.HAS_PYCRIU or not os.path.exists(path):
+    if not os.path.exists(path) or _criu.pycriu_error():
         return {}
     with open(path, "rb") as handle:
         entry = _criu.pycriu.images.load(handle)["entries"][0]

@@ -8,14 +8,27 @@ from __future__ import annotations
 import typing as t
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _engine, _host
-from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import Engine, criu_for
-from ansible_collections.ferry.migrate.plugins.module_utils._lxc import LxcEngine
-from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine
-from ansible_collections.ferry.migrate.plugins.module_utils._tree import TreeEngine
 
-REGISTRY: dict[str, type[Engine]] = {engine.name: engine for engine in (PodmanEngine, DockerEngine, TreeEngine, LxcEngine)}
-ENGINES = tuple(REGISTRY)
+ENGINES = ("podman", "docker", "criu", "lxc")
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The driver of engine ``name``, imported when first asked for: a module run compiles the one
+    engine it drives, not all four (AnsiballZ carries them all as source)."""
+    # pylint: disable=import-outside-toplevel
+    if name == "podman":
+        from ansible_collections.ferry.migrate.plugins.module_utils._podman import PodmanEngine as engine
+    elif name == "docker":
+        from ansible_collections.ferry.migrate.plugins.module_utils._docker import DockerEngine as engine
+    elif name == "criu":
+        from ansible_collections.ferry.migrate.plugins.module_utils._tree import TreeEngine as engine
+    elif name == "lxc":
+        from ansible_collections.ferry.migrate.plugins.module_utils._lxc import LxcEngine as engine
+    else:
+        raise KeyError(name)
+    return engine
+
 
 # Shared by every module that touches checkpoints.
 COMMON_ARGS = dict(
@@ -27,12 +40,12 @@ COMMON_ARGS = dict(
 
 def capabilities(name: str) -> dict[str, t.Any]:
     """What engine ``name`` can do (see ``Engine.capabilities``)."""
-    return dict(REGISTRY[name].capabilities)
+    return dict(engine_class(name).capabilities)
 
 
 def engine_for(module: t.Any, name: str | None = None) -> Engine:
     """The engine ``name`` (by default the module's option ``engine``), working through ``module``."""
-    return REGISTRY[name or module.params["engine"]](module, criu_for(module))
+    return engine_class(name or module.params["engine"])(module, criu_for(module))
 
 
 def run_container_info(module: t.Any) -> None:

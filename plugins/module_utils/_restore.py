@@ -105,13 +105,16 @@ class Restore:
 
     def check_host(self, engine: _engine.Engine, manifest: dict[str, t.Any]) -> None:
         """This host can run what the checkpoint holds (a restore elsewhere; a resume is at home)."""
-        mine, theirs = engine.criu.version(), _criu.parse_version(manifest.get("criu_version") or "")
-        if theirs and mine and mine[:2] < theirs[:2]:
-            raise Failed("CRIU %s here is older than CRIU %s that took the checkpoint"
-                         % (_criu.version_string(mine), manifest["criu_version"]), "verify")
-        if self.params["cpu_check"] and not engine.criu.cpuinfo_check(self.path):
-            raise Failed("this host's CPU cannot run processes checkpointed on %s (CRIU cpuinfo check)"
-                         % manifest.get("source_host"), "verify")
+        try:
+            mine, theirs = engine.criu.version(), _criu.parse_version(manifest.get("criu_version") or "")
+            if theirs and mine and mine[:2] < theirs[:2]:
+                raise Failed("CRIU %s here is older than CRIU %s that took the checkpoint"
+                             % (_criu.version_string(mine), manifest["criu_version"]), "verify")
+            if self.params["cpu_check"] and not engine.criu.cpuinfo_check(self.path):
+                raise Failed("this host's CPU cannot run processes checkpointed on %s (CRIU cpuinfo check)"
+                             % manifest.get("source_host"), "verify")
+        except _criu.CriuError as exc:
+            raise Failed(str(exc), "verify") from None
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
         if self.params["wait"] > 0 and not check_mode:

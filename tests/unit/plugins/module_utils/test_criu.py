@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from ansible_collections.ferry.migrate.plugins.module_utils import _criu
@@ -51,3 +53,13 @@ def test_a_tree_restored_where_no_tree_ran_before_keeps_its_pid_and_addresses(tm
     _tree.write_addresses(pidfile, ["10.0.0.5/24"])
     _tree.write_pid(pidfile, 1)
     assert _tree.read_addresses(pidfile) == ["10.0.0.5/24"] and _tree.read_pid(pidfile) == 1
+
+
+def test_pycriu_is_imported_on_first_use_and_its_absence_is_told(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycriu", None)  # "import pycriu" now fails, as on a host without it
+    monkeypatch.setattr(_criu, "pycriu", _criu._Pycriu())  # pylint: disable=protected-access
+    criu = _criu.Criu("/usr/local/sbin/criu")  # no import yet
+    assert _criu.pycriu_error().startswith("pycriu is not importable by this interpreter: ")
+    assert _criu.pstree_processes(b"") is None
+    with pytest.raises(_criu.CriuError, match="pycriu is not importable"):
+        criu.version()

@@ -35,6 +35,7 @@ def test_every_engine_says_what_it_can_do():
     from ansible_collections.ferry.migrate.plugins.module_utils import _engines
     from ansible_collections.ferry.migrate.plugins.plugin_utils import _methods
     assert set(_engines.ENGINES) == {"podman", "docker", "criu", "lxc"}
+    assert [_engines.engine_class(name).name for name in _engines.ENGINES] == list(_engines.ENGINES)
     for name in _engines.ENGINES:
         caps = _engines.capabilities(name)
         assert set(caps) == {"methods", "carries_image", "exec", "identity", "shares_files", "pre_dumps", "streams"}, name
