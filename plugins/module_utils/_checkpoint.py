@@ -239,23 +239,25 @@ class Checkpoint:
     def _handover(self, fields: dict[str, t.Any]) -> bool:
         """Post-copy: the tree is frozen and every image but its lazy pages written; deliver them now.
         False tells the engine to resume the tree here."""
-        try:
-            self.handed_over["manifest"], self.handed_over["sent"] = self._finalise(fields)
+        try:  # not until restored: the restore needs the pages this dump serves only once handed over
+            self.handed_over["manifest"], self.handed_over["sent"] = self._finalise(fields, until_restored=False)
         except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
             self.handed_over["error"] = str(exc)
             return False
         return True
 
-    def _finalise(self, fields: dict[str, t.Any], bundle_id: str | None = None,
-                  receiver: t.Any = None) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
+    def _finalise(self, fields: dict[str, t.Any], bundle_id: str | None = None, receiver: t.Any = None,
+                  until_restored: bool = True) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
         """The bundle's manifest, written, and what sending it did (None without a receiver). A bundle
         for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once. The
-        checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own)."""
+        checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own);
+        the checkpoint's own returns once the target's restore of it is over."""
+        until_restored = until_restored and not bundle_id
         bundle_id, receiver = bundle_id or self.checkpoint_id, receiver or self.receiver
         fields = self._fields(fields)
         if not receiver:
             return _bundle.finalise(self.images_dir, bundle_id, fields), None
-        sent = self._send(receiver, _bundle.header(self.images_dir, bundle_id, fields))
+        sent = self._send(receiver, _bundle.header(self.images_dir, bundle_id, fields), until_restored=until_restored)
         return _bundle.finalise(self.images_dir, bundle_id, fields, sent["sha256"]), sent
 
     def _fields(self, fields: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -270,9 +272,9 @@ class Checkpoint:
             checkpointed_at=_engine.now(),
         )
 
-    def _send(self, receiver: t.Any, manifest: dict[str, t.Any], **final: t.Any) -> dict[str, t.Any]:
+    def _send(self, receiver: t.Any, manifest: dict[str, t.Any], **options: t.Any) -> dict[str, t.Any]:
         try:
-            return self._deliver(receiver, _bundle.partial_path(self.images_dir, manifest["id"]), manifest, **final)
+            return self._deliver(receiver, _bundle.partial_path(self.images_dir, manifest["id"]), manifest, **options)
         except _transport.TransportError as exc:
             raise _transport.TransportError("sending the checkpoint to %s failed: %s" % (self.params["send"]["target"], exc)) from exc
 
@@ -320,7 +322,7 @@ class _Stream:
 
     def _send(self, send: t.Callable[..., dict[str, t.Any]], receiver: t.Any, head: dict[str, t.Any]) -> dict[str, t.Any]:
         try:
-            return send(receiver, head, pipes=self._pipes, final=self._final)
+            return send(receiver, head, pipes=self._pipes, final=self._final, until_restored=True)
         finally:
             # A sender that stopped early leaves the engine writing into a full pipe it holds open itself
             # (podman opens it read-write): what is left is read and dropped, so the dump can end.

@@ -85,16 +85,6 @@ def _write_state(images_dir: str, checkpoint_id: str, state: dict[str, t.Any]) -
     write_json_atomic(state_path(images_dir, checkpoint_id), state)
 
 
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 def _kill_tree(pidfile: str | None) -> None:
     """A post-copy target whose pages can no longer come must not run on with holes in its memory."""
     try:
@@ -178,9 +168,9 @@ def _watch_tls_target(images_dir, checkpoint_id, port, server_pid, expires_in):
         _write_state(images_dir, checkpoint_id, state)
         os.close(ready)
         deadline = time.monotonic() + expires_in
-        while alive(server_pid) and time.monotonic() < deadline:
+        while _wire.alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        expired = alive(server_pid)
+        expired = _wire.alive(server_pid)
         if expired:
             os.kill(server_pid, signal.SIGKILL)
         shutil.rmtree(_bundle.credentials_path(images_dir, checkpoint_id), ignore_errors=True)  # the key is of no more use
@@ -231,7 +221,7 @@ def _serve_target(images_dir, checkpoint_id, method, listener, give_up, expires_
         ok = relay.wait(expires_in)
         if server_pid:  # the page server writes its last image before it exits
             deadline = time.monotonic() + 30
-            while alive(server_pid) and time.monotonic() < deadline:
+            while _wire.alive(server_pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         _write_state(images_dir, checkpoint_id, dict(state, state="done" if ok else "failed", ended_at=time.time(),
                                                      **relay.figures()))
@@ -244,7 +234,7 @@ def stop_target(images_dir: str, checkpoint_id: str) -> bool:
     directories = (pages_dir(images_dir, checkpoint_id), _bundle.credentials_path(images_dir, checkpoint_id))
     found = state is not None or any(os.path.lexists(directory) for directory in directories)
     for pid in ((state or {}).get("pid"), (state or {}).get("page_server_pid")):
-        if alive(pid):
+        if _wire.alive(pid):
             os.kill(pid, signal.SIGKILL)
     for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)
@@ -323,7 +313,7 @@ def run(module: t.Any) -> None:
     if params["method"] == "post_copy" and not params["pidfile"]:
         module.fail_json(msg="pidfile: required with method post_copy (the tree to stop if its pages cannot arrive)")
     state = read_state(params["images_dir"], params["checkpoint_id"])
-    if state and state.get("state") == "running" and alive(state.get("pid")):
+    if state and state.get("state") == "running" and _wire.alive(state.get("pid")):
         module.exit_json(changed=False, local_port=state.get("local_port"), port=state.get("port"), pid=state["pid"])
     if module.check_mode:
         module.exit_json(changed=True)

@@ -4,7 +4,7 @@
 """A checkpoint restored on its target, or resumed on its source, as the restore module does it.
 
 1. wait (optional): the source delivers the bundle itself; ``state=absent`` for the same checkpoint,
-   or its page link failing, ends the wait.
+   or its page link failing, ends the wait. The source's receiver stays until the restore is over.
 2. verify: the manifest and every file's checksum (and those of the pre-copy iterations it stands
    on, each pinned by its child), the engine it names, a CRIU here no older than
    the one that took it, and the CPU (CRIU's cpuinfo check); a resume on the source skips the last two.
@@ -21,7 +21,7 @@ import os
 import time
 import typing as t
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _criu, _engine, _engines, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _criu, _engine, _engines, _pagelink, _wire
 
 
 class Failed(Exception):
@@ -30,10 +30,6 @@ class Failed(Exception):
     def __init__(self, message: str, phase: str, **extra: t.Any):
         super().__init__(message)
         self.phase, self.extra = phase, extra
-
-
-def wait_marker(images_dir: str, checkpoint_id: str) -> str:
-    return os.path.join(images_dir, ".wait-" + checkpoint_id)
 
 
 class Restore:
@@ -47,7 +43,7 @@ class Restore:
         self.chain: list[dict[str, t.Any]] = []
 
     def remove(self, check_mode: bool) -> dict[str, t.Any]:
-        marker = wait_marker(self.images_dir, self.checkpoint_id)
+        marker = _wire.wait_marker(self.images_dir, self.checkpoint_id)
         waiting = os.path.exists(marker)
         if waiting and not check_mode:
             os.unlink(marker)  # a restore waiting for it gives up
@@ -67,10 +63,12 @@ class Restore:
                 raise Failed("remove failed: %s" % exc, "remove", detail=getattr(exc, "detail", "")) from exc
         return {"changed": bool(present or released)}
 
-    def wait(self, seconds: int) -> None:
-        """Until the source has delivered the bundle, or ``seconds`` have passed."""
+    @contextlib.contextmanager
+    def delivered(self, seconds: int) -> t.Iterator[None]:
+        """Until the source has delivered the bundle, or ``seconds`` have passed; the marker that says a
+        restore waits stays until the restore is over, and the source's receiver stays as long."""
         manifest = os.path.join(self.path, _bundle.MANIFEST)
-        marker = wait_marker(self.images_dir, self.checkpoint_id)
+        marker = _wire.wait_marker(self.images_dir, self.checkpoint_id)
         with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
             handle.write("%d\n" % os.getpid())
         deadline = time.monotonic() + seconds
@@ -80,12 +78,13 @@ class Restore:
                     raise Failed("checkpoint %s: the wait for it was cancelled" % self.checkpoint_id, "verify")
                 link = _pagelink.read_state(self.images_dir, self.checkpoint_id)
                 if link is not None and (link.get("state") == "failed"
-                                         or link.get("state") == "running" and not _pagelink.alive(link.get("pid"))):
+                                         or link.get("state") == "running" and not _wire.alive(link.get("pid"))):
                     raise Failed("checkpoint %s: its page link is %s, so no bundle will come"
                                  % (self.checkpoint_id, link.get("error") or link.get("state")), "verify")
                 if time.monotonic() > deadline:
                     raise Failed("checkpoint %s did not arrive within %d s" % (self.checkpoint_id, seconds), "verify")
                 time.sleep(0.01)
+            yield
         finally:
             if os.path.exists(marker):
                 os.unlink(marker)
@@ -117,8 +116,10 @@ class Restore:
             raise Failed(str(exc), "verify") from None
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
-        if self.params["wait"] > 0 and not check_mode:
-            self.wait(self.params["wait"])
+        with self.delivered(self.params["wait"]) if self.params["wait"] > 0 and not check_mode else contextlib.nullcontext():
+            return self.restore(check_mode)
+
+    def restore(self, check_mode: bool) -> dict[str, t.Any]:
         manifest, engine = self.verified()
         if engine.running(manifest):
             return {"changed": False, "container": engine.describe(manifest["container"]["id"])}

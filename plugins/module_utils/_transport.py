@@ -327,21 +327,21 @@ class LinkDialer:
 
 def send_bundle(channel: Channel, bundle_dir: str, manifest: dict[str, t.Any], compress: str = "none",
                 probe: bool = False, pipes: dict[str, int] | None = None,
-                final: t.Callable[[], dict[str, t.Any]] | None = None) -> dict[str, t.Any]:
+                final: t.Callable[[], dict[str, t.Any]] | None = None, until_restored: bool = False) -> dict[str, t.Any]:
     """Stream a bundle to the target's receiver (a Channel running ``ferry-receive``, opened ahead of
-    time so that its start-up is paid before the freeze); ``pipes`` and ``final`` as in _wire.send. Returns
-    {"have", "sent_bytes", "data_path", "seconds"}."""
+    time so that its start-up is paid before the freeze); ``pipes``, ``final`` and ``until_restored`` as in
+    _wire.send. Returns {"have", "sent_bytes", "data_path", "seconds"}: the seconds until the target had it."""
     started = time.monotonic()
     channel.ready()
     try:
-        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe, pipes, final)
+        result = _wire.send(bundle_dir, manifest, channel.write, channel.readline, compress, probe, pipes, final, until_restored)
     except (_wire.WireError, OSError, ValueError) as exc:
         channel.kill()
         raise TransportError("%s%s" % (exc, channel.stderr())) from None
-    code = channel.close()
+    result["seconds"] = round(time.monotonic() - started, 3)
+    code = channel.close(_wire.RESTORE_WAIT + 30 if until_restored else 30)
     if code:
         raise TransportError("the connection to %s ended with status %d%s" % (channel.host, code, channel.stderr()))
-    result["seconds"] = round(time.monotonic() - started, 3)
     return result
 
 

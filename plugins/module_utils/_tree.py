@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _pagelink
+from ansible_collections.ferry.migrate.plugins.module_utils import _address, _bundle, _pagelink, _wire
 from ansible_collections.ferry.migrate.plugins.module_utils._criu import CriuError, log_tail
 from ansible_collections.ferry.migrate.plugins.module_utils._engine import CONTAINER_NAME, Engine, EngineError, criu_stats, tree_cpu, tree_pids, tree_rss
 from ansible_collections.ferry.migrate.plugins.module_utils._files import write_atomic
@@ -274,7 +274,7 @@ class TreeEngine(Engine):
         """CRIU's lazy-pages daemon, fetching through this host's end of the page link."""
         images_dir = os.path.dirname(bundle_dir)
         state = _pagelink.read_state(images_dir, checkpoint_id) or {}
-        if state.get("state") != "running" or not _pagelink.alive(state.get("pid")):
+        if state.get("state") != "running" or not _wire.alive(state.get("pid")):
             raise EngineError("the page link of %s is not open here (%s)" % (checkpoint_id, state.get("error") or state.get("state")))
         argv = self.criu.lazy_pages_argv(bundle_dir, state["local_port"], os.path.join(work, "lazy-pages.pid"))
         rc, _out, err = self.module.run_command(argv + ["--work-dir", work])

@@ -13,7 +13,7 @@ into an OpenSSH client, which encrypts and authenticates everything (no cryptogr
 Protocol on the SSH channel (sender -> receiver unless noted):
   0. receiver -> sender, one JSON line {"ready": true} as it starts: the session is up, before the
      sender has anything to send (a checkpoint opens its connection before the freeze)
-  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool}; or {"link": true},
+  1. one JSON line: {"manifest": {...}, "compress": "none"|"zstd", "probe": bool, "until_restored": bool}; or {"link": true},
      answered {"link": true}, after which the session carries the checkpoint's page link (see _relay),
      spliced to the unix socket where the target's end of that link listens (link_socket)
   2. receiver -> sender, one JSON line: {"have": bool}; the transfer ends there when the bundle is
@@ -21,7 +21,9 @@ Protocol on the SSH channel (sender -> receiver unless noted):
   3. for each manifest file, in order, records <4-byte big-endian length><data> ended by an empty one,
      then one record holding the SHA-256 (64 hex digits) of the file as the sender read it
   3b. when the header's manifest streams files, one record holding the manifest the bundle keeps
-  4. receiver -> sender, one JSON line: {"ok": bool, "bytes": int, "data_path": "ssh", "error": str}
+  4. receiver -> sender, one JSON line: {"ok": bool, "bytes": int, "data_path": "ssh", "error": str};
+     with "until_restored", where a restore waits on the target for this bundle, the receiver then
+     stays until that restore ends, so the sender's end of the session closes with the restore over
 The manifest may leave out the files' SHA-256: a checkpoint sends its bundle as CRIU wrote it and
 hashes it on the way, in one read. It may also give a file's size as null: the file is streamed, sent
 from the pipe its writer (podman's export) fills while the writer runs, and the closing manifest (3b),
@@ -45,6 +47,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 MAX_HEADER = 1 << 20
@@ -55,6 +58,7 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 MANIFEST = "manifest.json"
+RESTORE_WAIT = 600  # at most, seconds a receiver stays for the restore of what it delivered
 # Beside the manifest; no file of a bundle can have this name (they start with a letter or digit).
 STAMP = ".verified"
 
@@ -203,14 +207,15 @@ def await_ready(readline):
         raise WireError("the target did not start the receiver%s" % (": %r" % line[:200] if line else ""))
 
 
-def send(bundle_dir, manifest, write, readline, compress="none", probe=False, pipes=None, final=None):
+def send(bundle_dir, manifest, write, readline, compress="none", probe=False, pipes=None, final=None, until_restored=False):
     """Run the sending side over a channel (``write`` bytes, ``readline`` -> bytes). A manifest that
     streams files (size None) needs ``pipes`` (name: the read end of the pipe in its place) and
     ``final``: called once every file has gone, it returns the manifest the bundle keeps, sent last.
+    ``until_restored`` asks the receiver to stay until a restore waiting for the bundle is over.
 
     Returns {"have", "sent_bytes", "data_path", "sha256": {file name: hex SHA-256 as sent}}.
     """
-    write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe}).encode() + b"\n")
+    write(json.dumps({"manifest": manifest, "compress": compress, "probe": probe, "until_restored": until_restored}).encode() + b"\n")
     answer = _answer(readline)
     if answer["have"] or probe:
         return {"have": answer["have"], "sent_bytes": 0, "data_path": None}
@@ -411,6 +416,38 @@ def _closing_manifest(final, header, partial, checkpoint_id):
     return final
 
 
+def alive(pid):
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, as another user's
+        return True
+    return True
+
+
+def wait_marker(images_dir, checkpoint_id):
+    """The file a restore waiting for the checkpoint holds, with its pid, until the restore is over."""
+    return os.path.join(images_dir, ".wait-" + checkpoint_id)
+
+
+def await_restore(images_dir, checkpoint_id, seconds=RESTORE_WAIT):
+    """Until the restore waiting for this checkpoint has ended (or there is none): the source's module
+    then returns with the restore over, and the controller's first look at the restore finds it done."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(wait_marker(images_dir, checkpoint_id), encoding="ascii") as handle:
+                pid = int(handle.read().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if not alive(pid):
+            return
+        time.sleep(0.02)
+
+
 def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
     """Receive one bundle, or carry its page link over ``link_fds`` (the session's input and output);
     returns the reply dict that was sent last."""
@@ -462,6 +499,8 @@ def receive(images_dir, checkpoint_id, control, reply, link_fds=None):
         raise
     result = {"ok": True, "bytes": received, "data_path": "ssh"}
     reply(result)
+    if header.get("until_restored") and manifest["id"] == checkpoint_id:
+        await_restore(images_dir, checkpoint_id)
     return result
 
 

@@ -64,11 +64,13 @@ options:
     default: true
   wait:
     description:
-      - Seconds to wait for the bundle to arrive, for a restore started before the checkpoint (a
-        post-copy migration runs this module with C(async) so the restore begins the moment the source
-        delivers the bundle). 0 means the bundle must be here already.
+      - Seconds to wait for the bundle to arrive, for a restore started before the checkpoint (role
+        ferry.migrate.migrate runs this module with C(async) wherever the source delivers the bundle
+        itself, so the restore begins the moment it arrives). 0 means the bundle must be here already.
       - The wait ends early when O(state=absent) is run for the same checkpoint, or when its page link
         (M(ferry.migrate.page_link)) has failed or been closed.
+      - While such a restore runs, the receiver that delivered the bundle stays, so the source's
+        M(ferry.migrate.checkpoint) returns once this restore is over (except for a post-copy handover).
     type: int
     default: 0
 extends_documentation_fragment:

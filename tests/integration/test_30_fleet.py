@@ -50,6 +50,8 @@ def test_drain_empties_a_host_and_keeps_every_state(clean, tmp_path):
     plan = drain(tmp_path, "--check")
     assert plan.returncode == 0 and "Would move: 6 migration(s)" in plan.stdout
     assert "Could not match supplied host pattern" not in plan.stdout + plan.stderr
+    assert "forks is" not in plan.stdout  # the lab's ansible.cfg: forks = 10
+    assert "A wave has up to 2 moves but forks is 1, so" in " ".join(drain(tmp_path, "--check", "-f", "1").stdout.split())
     assert images_dir("node1") == ""  # check mode wrote no cordon
     assert sorted(where(NODES)) == sorted(state) and all(n == ["node1 running"] for n in where(NODES).values())
 

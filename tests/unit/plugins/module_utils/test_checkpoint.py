@@ -11,8 +11,8 @@ from fake_engine import FakeEngine, Receiver
 def delivering(delivered, sent_bytes):
     """A delivery that takes what the real one would (the receiver, the partial bundle, its manifest
     without checksums) and answers with the files' SHA-256 as it hashed them on the way."""
-    def deliver(receiver, path, manifest):
-        delivered.append((receiver, path, manifest))
+    def deliver(receiver, path, manifest, until_restored=False):
+        delivered.append((receiver, path, manifest, until_restored))
         assert all("sha256" not in entry for entry in manifest["files"])
         return {"sent_bytes": sent_bytes, "seconds": 0.25, "sha256": {e["name"]: _bundle.sha256_file(os.path.join(path, e["name"])) for e in manifest["files"]}}
     return deliver
@@ -57,7 +57,8 @@ def test_the_bundle_goes_to_the_target_through_the_open_session(tmp_path):
     checkpoint = _checkpoint.Checkpoint(FakeEngine(), params(tmp_path, send={"target": "node2"}), "web", receiver,
                                         deliver=delivering(delivered, 3))
     result = checkpoint.take()
-    [(to, path, header)] = delivered
+    [(to, path, header, until_restored)] = delivered
+    assert until_restored  # the session ends with the target's restore of it: the controller finds that done
     assert to is receiver and path == _bundle.partial_path(str(tmp_path), "web") and result["sent"]["sent_bytes"] == 3
     # The manifest sent ahead is the one written after, but for the checksums taken on the way.
     assert dict(header, files=[dict(e, sha256=result["sent"]["sha256"][e["name"]]) for e in header["files"]]) == result["manifest"]
@@ -69,10 +70,10 @@ def over_the_wire(target, sent):
     import io
     from ansible_collections.ferry.migrate.plugins.module_utils import _wire
 
-    def deliver(_receiver, path, manifest, pipes=None, final=None):
+    def deliver(_receiver, path, manifest, pipes=None, final=None, until_restored=False):
         records = io.BytesIO()
         result = _wire.send(path, manifest, records.write, io.BytesIO(b'{"have": false}\n{"ok": true, "data_path": "ssh"}\n').readline,
-                            pipes=pipes, final=final)
+                            pipes=pipes, final=final, until_restored=until_restored)
         sent.append(_wire.receive(str(target), "web", io.BytesIO(records.getvalue()), lambda m: None))
         return dict(result, seconds=0.5)
     return deliver
@@ -104,7 +105,7 @@ def test_a_streaming_dump_that_fails_stops_the_sending_and_leaves_nothing(tmp_pa
 
 
 def test_a_send_that_fails_ends_the_session_and_the_container_runs_again_here(tmp_path):
-    def broken(*_args):
+    def broken(*_args, **_kwargs):
         raise _transport.TransportError("connection reset")
     engine, receiver = FakeEngine(), Receiver()
     checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, send={"target": "node2"}), "web", receiver, deliver=broken)
@@ -135,12 +136,13 @@ def test_post_copy_hands_the_bundle_over_from_inside_the_dump(tmp_path):
                                         Receiver(), deliver=delivering(delivered, 9))
     result = checkpoint.take()
     assert engine.handed is True and len(delivered) == 1 and result["sent"]["sent_bytes"] == 9
+    assert delivered[0][3] is False  # the restore needs the pages the dump serves only after the handover
     assert _bundle.verify(result["path"], result["manifest"]) == []
     assert result["page_link"] == {"bytes_out": 1} and result["pages_done_at"]
 
 
 def test_post_copy_whose_handover_fails_says_the_container_runs_on_here(tmp_path):
-    def broken(*_args):
+    def broken(*_args, **_kwargs):
         raise _transport.TransportError("no route")
     engine = FakeEngine()
     checkpoint = _checkpoint.Checkpoint(engine, params(tmp_path, method="post_copy", send={"target": "node2"}), "web",
@@ -212,7 +214,8 @@ def pre_copying(tmp_path, monkeypatch, dirty, **rules):
 def test_pre_copy_sends_each_iteration_while_the_container_runs_then_dumps_on_the_last(tmp_path, monkeypatch):
     checkpoint, engine, delivered = pre_copying(tmp_path, monkeypatch, [1000, 200, 5])
     result = checkpoint.take()
-    assert [manifest["id"] for _to, _path, manifest in delivered] == ["web.pre-1", "web.pre-2", "web.pre-3", "web"]
+    assert [(manifest["id"], until) for _to, _path, manifest, until in delivered] == [
+        ("web.pre-1", False), ("web.pre-2", False), ("web.pre-3", False), ("web", True)]
     assert engine.parents == [None, "web.pre-1", "web.pre-2", "web.pre-3"]
     manifest = result["manifest"]
     assert manifest["parent"]["id"] == "web.pre-3" and manifest["pre_copy"]["stop"] == "converged"
@@ -231,7 +234,7 @@ def test_a_pre_copy_that_cannot_converge_finishes_by_default_or_aborts_unfrozen_
     with pytest.raises(_checkpoint.Failed, match="pre-copy stopped without converging: iteration 2 wrote .* web runs on here") as failed:
         checkpoint.take()
     assert not failed.value.frozen and engine.state == "running" and engine.resumed == []
-    assert [m["id"] for _to, _path, m in delivered] == ["web.pre-1", "web.pre-2"]
+    assert [m["id"] for _to, _path, m, _until in delivered] == ["web.pre-1", "web.pre-2"]
     assert os.listdir(tmp_path / "again") == []  # the iterations here went with the failure
 
 
@@ -240,7 +243,7 @@ def test_pre_copy_stops_at_the_pre_dumps_the_engine_can_stand_on(tmp_path, monke
     checkpoint, engine, delivered = pre_copying(tmp_path, monkeypatch, [1000, 200, 5])
     engine.capabilities = dict(engine.capabilities, pre_dumps=1)
     manifest = checkpoint.take()["manifest"]
-    assert [m["id"] for _to, _path, m in delivered] == ["web.pre-1", "web"] and engine.parents == [None, "web.pre-1"]
+    assert [m["id"] for _to, _path, m, _until in delivered] == ["web.pre-1", "web"] and engine.parents == [None, "web.pre-1"]
     assert manifest["pre_copy"]["stop"] == "max_iterations" and "all the engine can stand on" in manifest["pre_copy"]["why"]
     assert checkpoint.params["pre_copy"]["max_iterations"] == 4  # the caller's rules are left as they were
 
@@ -271,7 +274,7 @@ def test_files_go_ahead_while_the_container_runs_and_the_freeze_stands_on_them(t
     engine = FilesAheadEngine()
     result = _checkpoint.Checkpoint(engine, params(tmp_path, send={"target": "node2"}), "web", Receiver(),
                                     deliver=delivering(delivered, 3)).take()
-    assert [manifest["id"] for _to, _path, manifest in delivered] == ["web.pre-1", "web"]
+    assert [manifest["id"] for _to, _path, manifest, _until in delivered] == ["web.pre-1", "web"]
     assert engine.parents == ["web.pre-1"]
     manifest = result["manifest"]
     assert manifest["parent"]["id"] == "web.pre-1" and manifest["pre_copy"]["stop"] == "files_ahead"
@@ -295,7 +298,7 @@ def test_files_on_storage_both_hosts_share_do_not_go_ahead(tmp_path, monkeypatch
                                         deliver=delivering(delivered, 3))
     assert checkpoint.refusal() is None
     manifest = checkpoint.take()["manifest"]
-    assert [m["id"] for _to, _path, m in delivered] == ["web"] and engine.parents == [None]
+    assert [m["id"] for _to, _path, m, _until in delivered] == ["web"] and engine.parents == [None]
     assert manifest["options"]["files_shared"] and "pre_copy" not in manifest
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _checkpoint, _restore
+from ansible_collections.ferry.migrate.plugins.module_utils import _bundle, _checkpoint, _restore, _wire
 from fake_engine import FakeCriu, FakeEngine
 from test_address import Nft
 from test_checkpoint import params as checkpoint_params
@@ -84,7 +84,17 @@ def test_the_restore_waits_for_a_bundle_the_source_delivers(tmp_path):
     threading.Timer(0.3, os.rename, (arriving, _bundle.final_path(images_dir, "web"))).start()
     engine = FakeEngine(state=None)
     assert restore(images_dir, engine, wait=10).run(check_mode=False)["changed"]
-    assert not os.path.exists(_restore.wait_marker(images_dir, "web"))
+    assert not os.path.exists(_wire.wait_marker(images_dir, "web"))
+
+
+def test_a_waiting_restore_holds_its_marker_until_it_is_over(tmp_path):
+    """The source's receiver stays while the marker is there, so it must outlast the restore itself."""
+    images_dir, seen = delivered(tmp_path), []
+    engine = FakeEngine(state=None)
+    engine_restore = engine.restore
+    engine.restore = lambda *args: seen.append(os.path.exists(_wire.wait_marker(images_dir, "web"))) or engine_restore(*args)
+    assert restore(images_dir, engine, wait=10).run(check_mode=False)["changed"]
+    assert seen == [True] and not os.path.exists(_wire.wait_marker(images_dir, "web"))
 
 
 def test_a_wait_ends_when_the_rollback_removes_the_checkpoint_or_time_runs_out(tmp_path):

@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -29,7 +30,7 @@ def target(tmp_path):
     return path
 
 
-def transfer(bundle_dir, manifest, target, compress="none", probe=False, pipes=None, final=None, fails=False):
+def transfer(bundle_dir, manifest, target, compress="none", probe=False, pipes=None, final=None, fails=False, until_restored=False):
     """Sender and receiver over two pipes, the receiver in a thread as sshd would run it; ``fails``:
     the receiver refuses, and the sender's error is the answer's."""
     to_receiver_r, to_receiver_w = os.pipe()
@@ -51,7 +52,7 @@ def transfer(bundle_dir, manifest, target, compress="none", probe=False, pipes=N
     try:
         _wire.await_ready(answers.readline)
         try:
-            sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, pipes, final)
+            sent = _wire.send(bundle_dir, manifest, out_control.write, answers.readline, compress, probe, pipes, final, until_restored)
         except _wire.WireError:
             if not fails:
                 raise
@@ -59,6 +60,7 @@ def transfer(bundle_dir, manifest, target, compress="none", probe=False, pipes=N
     finally:
         out_control.close()
         thread.join(10)
+    outcome["ended"] = time.monotonic()
     return sent, outcome
 
 
@@ -70,6 +72,21 @@ def test_roundtrip_over_the_channel_lands_verified_bundle(target, source, compre
     # Already there: nothing is sent the second time.
     sent, outcome = transfer(*source, target)
     assert sent == {"have": True, "sent_bytes": 0, "data_path": None} and outcome["result"] == {"have": True}
+
+
+@pytest.mark.parametrize("until_restored", [True, False])
+def test_a_receiver_asked_to_stays_until_the_restore_waiting_for_the_bundle_is_over(target, source, until_restored):
+    """The marker of a waiting restore holds its pid: the receiver ends when that process does, so the
+    source's module returns with the restore over. Unasked (a post-copy handover), it ends at once."""
+    restore = subprocess.Popen(["sleep", "30"])
+    with open(_wire.wait_marker(str(target), "c1"), "w", encoding="ascii") as handle:
+        handle.write("%d\n" % restore.pid)
+    threading.Timer(1.0, lambda: (restore.kill(), restore.wait())).start()  # reaped: a zombie still answers kill(pid, 0)
+    started = time.monotonic()
+    sent, outcome = transfer(*source, target, until_restored=until_restored)
+    assert outcome["result"]["ok"] and sent["data_path"] == "ssh"
+    assert (outcome["ended"] - started >= 1.0) is until_restored
+    assert outcome["ended"] - started < 10
 
 
 def test_probe_sends_nothing(target, source):
