@@ -164,7 +164,7 @@ class Checkpoint:
                 sent = stream.finish(lambda: _bundle.header(self.images_dir, self.checkpoint_id, fields))
                 manifest = _bundle.finalise(self.images_dir, self.checkpoint_id, fields, sent["sha256"])
             else:
-                manifest, sent = self._finalise(fields)
+                manifest, sent = self._finalise(fields, until_restored=True)
             bundle_dir = self.path
             return self._result(manifest, seconds=seconds, sent=sent)
         except (_engine.EngineError, _criu.CriuError, _bundle.BundleError, _transport.TransportError, OSError) as exc:
@@ -240,19 +240,18 @@ class Checkpoint:
         """Post-copy: the tree is frozen and every image but its lazy pages written; deliver them now.
         False tells the engine to resume the tree here."""
         try:  # not until restored: the restore needs the pages this dump serves only once handed over
-            self.handed_over["manifest"], self.handed_over["sent"] = self._finalise(fields, until_restored=False)
+            self.handed_over["manifest"], self.handed_over["sent"] = self._finalise(fields)
         except (_transport.TransportError, _bundle.BundleError, OSError) as exc:
             self.handed_over["error"] = str(exc)
             return False
         return True
 
     def _finalise(self, fields: dict[str, t.Any], bundle_id: str | None = None, receiver: t.Any = None,
-                  until_restored: bool = True) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
+                  until_restored: bool = False) -> tuple[dict[str, t.Any], dict[str, t.Any] | None]:
         """The bundle's manifest, written, and what sending it did (None without a receiver). A bundle
         for a receiver is sent first, as CRIU wrote it, and hashed on the way: it is read once. The
         checkpoint's own bundle unless ``bundle_id`` (a pre-copy iteration, with a receiver of its own);
-        the checkpoint's own returns once the target's restore of it is over."""
-        until_restored = until_restored and not bundle_id
+        ``until_restored``: it returns once the target's restore of it is over."""
         bundle_id, receiver = bundle_id or self.checkpoint_id, receiver or self.receiver
         fields = self._fields(fields)
         if not receiver:

@@ -376,12 +376,13 @@ def host_facts(criu_path: str | None, images_dir: str, probe: bool) -> dict[str,
     }
     reasons = facts["reasons"]
     binary = find_binary(criu_path)
+    unimportable = binary and pycriu_error()
     if not binary:
         reasons.append("no CRIU binary found" + (" at %s" % criu_path if criu_path else ""))
-    elif pycriu_error():
+    elif unimportable:
         facts["binary"] = binary
         facts["version"] = version_string(binary_version(binary))
-        reasons.append(pycriu_error())
+        reasons.append(unimportable)
     else:
         criu = Criu(binary)
         version = criu.version()

@@ -423,8 +423,8 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # EPERM: it exists, as another user's
-        return True
+    except PermissionError:  # it exists, as another user's
+        pass
     return True
 
 
