@@ -135,6 +135,7 @@ class Criu:
 
     def __init__(self, binary: str):
         self.binary = binary  # pycriu is imported by the first request
+        self._version: tuple[int, ...] | None = None
 
     def _new(self, images_dir: str | None = None, log_file: str | None = None, **opts: t.Any) -> t.Any:
         client = pycriu.criu()
@@ -175,13 +176,15 @@ class Criu:
         return client._send_req_and_recv_resp(req)
 
     def version(self) -> tuple[int, ...] | None:
-        resp = self._request(pycriu.rpc.VERSION)
-        if not resp.success:
-            return None
-        parts = [resp.version.major_number, resp.version.minor_number]
-        if resp.version.HasField("sublevel"):
-            parts.append(resp.version.sublevel)
-        return tuple(parts)
+        if self._version is None:  # asked once: the binary does not change under a module run
+            resp = self._request(pycriu.rpc.VERSION)
+            if not resp.success:
+                return None
+            parts = [resp.version.major_number, resp.version.minor_number]
+            if resp.version.HasField("sublevel"):
+                parts.append(resp.version.sublevel)
+            self._version = tuple(parts)
+        return self._version
 
     def check(self) -> bool:
         try:

@@ -69,6 +69,12 @@ class Engine:
         parents), where their frames enter the host; engines without such networks have none."""
         return []
 
+    def prepare(self) -> None:
+        """Ask this host now what a restore will ask once its bundle is here (the restore calls it while
+        the bundle is on its way), so that the answers are at hand when the container is down. What may
+        change meanwhile is kept only where a later answer could not differ in a way that matters: an
+        image found here, a network's devices. Engines with nothing to ask ahead do nothing."""
+
     def checkpoint(self, container: str, bundle_dir: str, options: dict[str, t.Any],
                    handover: t.Callable[[dict[str, t.Any]], bool] | None = None) -> dict[str, t.Any]:
         """Write the container's checkpoint files into ``bundle_dir``; return manifest fields.
@@ -135,6 +141,8 @@ class ImageEngine(Engine):
     def __init__(self, module: t.Any, criu: _criu.Criu):
         super().__init__(module, criu)
         self.binary = module.get_bin_path(self.tool, required=True)
+        self._images_here: set[str] = set()  # what prepare() found
+        self._devices: dict[str, list[str]] = {}
 
     @staticmethod
     def summarise(inspect: dict[str, t.Any]) -> dict[str, t.Any]:
@@ -180,11 +188,25 @@ class ImageEngine(Engine):
         raise NotImplementedError
 
     def parent_devices(self, networks):
+        if all(name in self._devices for name in networks):
+            return sorted({device for name in networks for device in self._devices[name]})
         found = self._json(["network", "inspect"] + list(networks), self.tool + " network inspect") if networks else []
         return sorted({device for device in map(self.parent_device, found or []) if device})
 
     def image_present(self, image_id: str) -> bool:
+        if image_id.split(":", 1)[-1] in self._images_here:
+            return True
         return self.module.run_command([self.binary, "image", "inspect", "--format", "{{.Id}}", image_id])[0] == 0
+
+    def prepare(self):
+        # An image present now is present at the restore (one removed in between fails the restore, as it
+        # would a moment after any check); one absent now is asked again, for it may have been loaded.
+        self._images_here = set(self.image_ids())
+        names = self.network_names()
+        found = self._json(["network", "inspect"] + names, self.tool + " network inspect") if names else []
+        if len(found or []) == len(names):  # in the order asked
+            self._devices = {name: [self.parent_device(network)] if self.parent_device(network) else []
+                             for name, network in zip(names, found)}
 
     def ensure_image(self, bundle_dir: str, image_id: str) -> bool:
         """The checkpoint's image is here, loaded from the bundle when it was not; True when loaded."""

@@ -5,10 +5,14 @@
 
 1. wait (optional): the source delivers the bundle itself; ``state=absent`` for the same checkpoint,
    or its page link failing, ends the wait. The source's receiver stays until the restore is over.
+   Given its engine, a restore that waits first asks this host what the bundle does not decide (CRIU's
+   version, the engine's images and networks: ``Engine.prepare``), so the container, down once the
+   bundle is on its way, does not wait for those answers.
 2. verify: the manifest and every file's checksum (and those of the pre-copy iterations it stands
    on, each pinned by its child), the engine it names, a CRIU here no older than
    the one that took it, and the CPU (CRIU's cpuinfo check); a resume on the source skips the last two.
-3. restore (or resume), unless the container already runs from it, behind a hold on its TCP where
+3. restore (or resume), unless the container already runs from it (a bundle that arrived during
+   this wait cannot have been restored yet), behind a hold on its TCP where
    it has an address on a macvlan or ipvlan network (``_address.IngressHold``).
 ``state=absent`` removes what a restore of the checkpoint left here (the rollback of a target), a
 hold a killed restore left included.
@@ -36,11 +40,17 @@ class Restore:
     """The restore of ``params["checkpoint_id"]``; ``engine_for(name)`` makes the engine the bundle names."""
 
     def __init__(self, params: dict[str, t.Any], engine_for: t.Callable[[str], _engine.Engine]):
-        self.params, self.engine_for = params, engine_for
+        self.params, self._engine_for, self._engines = params, engine_for, {}
         self.checkpoint_id = _bundle.check_id(params["checkpoint_id"])
         self.images_dir = params["images_dir"]
         self.path = _bundle.final_path(self.images_dir, self.checkpoint_id)
         self.chain: list[dict[str, t.Any]] = []
+
+    def engine_for(self, name: str) -> _engine.Engine:
+        """The engine ``name``, made once per run: a prepared one keeps what it asked."""
+        if name not in self._engines:
+            self._engines[name] = self._engine_for(name)
+        return self._engines[name]
 
     def remove(self, check_mode: bool) -> dict[str, t.Any]:
         marker = _wire.wait_marker(self.images_dir, self.checkpoint_id)
@@ -64,15 +74,19 @@ class Restore:
         return {"changed": bool(present or released)}
 
     @contextlib.contextmanager
-    def delivered(self, seconds: int) -> t.Iterator[None]:
-        """Until the source has delivered the bundle, or ``seconds`` have passed; the marker that says a
-        restore waits stays until the restore is over, and the source's receiver stays as long."""
+    def delivered(self, seconds: int, meanwhile: t.Callable[[], None]) -> t.Iterator[bool]:
+        """Until the source has delivered the bundle, or ``seconds`` have passed, ``meanwhile()`` run
+        first; the marker that says a restore waits stays until the restore is over, and the source's
+        receiver stays as long. Yields whether the bundle arrived during the wait (it was not here when
+        the wait began)."""
         manifest = os.path.join(self.path, _bundle.MANIFEST)
         marker = _wire.wait_marker(self.images_dir, self.checkpoint_id)
         with open(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="ascii") as handle:
             handle.write("%d\n" % os.getpid())
         deadline = time.monotonic() + seconds
+        arrived = not os.path.exists(manifest)
         try:
+            meanwhile()
             while not os.path.exists(manifest):
                 if not os.path.exists(marker):
                     raise Failed("checkpoint %s: the wait for it was cancelled" % self.checkpoint_id, "verify")
@@ -84,7 +98,7 @@ class Restore:
                 if time.monotonic() > deadline:
                     raise Failed("checkpoint %s did not arrive within %d s" % (self.checkpoint_id, seconds), "verify")
                 time.sleep(0.01)
-            yield
+            yield arrived
         finally:
             if os.path.exists(marker):
                 os.unlink(marker)
@@ -116,12 +130,26 @@ class Restore:
             raise Failed(str(exc), "verify") from None
 
     def run(self, check_mode: bool) -> dict[str, t.Any]:
-        with self.delivered(self.params["wait"]) if self.params["wait"] > 0 and not check_mode else contextlib.nullcontext():
+        if self.params["wait"] <= 0 or check_mode:
             return self.restore(check_mode)
+        with self.delivered(self.params["wait"], self.prepare) as arrived:
+            return self.restore(check_mode, arrived)
 
-    def restore(self, check_mode: bool) -> dict[str, t.Any]:
+    def prepare(self) -> None:
+        """Given the engine, what the restore will ask this host that the bundle does not decide."""
+        if not self.params["engine"]:
+            return
+        try:
+            engine = self.engine_for(self.params["engine"])
+            engine.criu.version()
+            engine.prepare()
+        except (_engine.EngineError, _criu.CriuError) as exc:
+            raise Failed("asking this host ahead of the bundle failed: %s" % exc, "verify", detail=getattr(exc, "detail", "")) from exc
+
+    def restore(self, check_mode: bool, arrived: bool = False) -> dict[str, t.Any]:
+        """``arrived``: the bundle came while this run waited, so nothing has restored from it yet."""
         manifest, engine = self.verified()
-        if engine.running(manifest):
+        if not arrived and engine.running(manifest):
             return {"changed": False, "container": engine.describe(manifest["container"]["id"])}
         resume = self.params["resume"]
         if not resume:

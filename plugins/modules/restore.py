@@ -55,7 +55,11 @@ options:
     type: bool
     default: false
   engine:
-    description: Must match the bundle's engine; defaults to it.
+    description:
+      - Must match the bundle's engine; defaults to it.
+      - Given with O(wait), the restore asks this host before the bundle arrives what the bundle does not
+        decide (CRIU's version, the engine's images and its networks' devices), so that the container,
+        down from the moment the bundle is on its way, does not wait for those answers.
     type: str
     choices: [podman, docker, criu, lxc]
   cpu_check:

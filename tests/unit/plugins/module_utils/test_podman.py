@@ -1,4 +1,8 @@
-from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _podman
+import json
+
+import pytest
+
+from ansible_collections.ferry.migrate.plugins.module_utils import _criu, _engine, _podman
 
 CRIU = "/usr/local/sbin/criu"
 
@@ -66,3 +70,40 @@ def test_criu_errors_are_read_from_the_log_runc_names(tmp_path):
     stderr = 'level=error msg="criu failed: type NOTIFY errno 0\\nlog file: %s"' % log
     assert _criu.runc_log_errors(stderr) == "CRIU: (00.17) Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.\n"
     assert _criu.runc_log_errors("no log named") == ""
+
+
+class PodmanHost:
+    """podman's answers on a host with one image and two networks, one a macvlan on eth0; every call recorded."""
+
+    def __init__(self):
+        self.calls = []
+
+    def get_bin_path(self, name, required=False):
+        return "/usr/bin/" + name
+
+    def run_command(self, argv):
+        self.calls.append(argv[1:])
+        answers = {
+            ("version", "--format", "json"): '{"Client": {"Version": "4.3.1"}}',
+            ("images", "-q", "--no-trunc"): "sha256:" + "a" * 64 + "\n",
+            ("network", "ls", "--format", "{{.Name}}"): "podman\nfabric\n",
+            ("network", "inspect", "fabric", "podman"): json.dumps([
+                {"name": "fabric", "driver": "macvlan", "network_interface": "eth0"}, {"name": "podman", "driver": "bridge"}]),
+        }
+        if tuple(argv[1:]) in answers:
+            return 0, answers[tuple(argv[1:])], ""
+        return 125, "", "no such object"
+
+
+def test_a_prepared_engine_answers_a_restores_questions_without_asking_again():
+    host = PodmanHost()
+    engine = _podman.PodmanEngine(host, _criu.Criu("/usr/sbin/criu"))
+    engine.prepare()
+    asked = len(host.calls)
+    assert engine.image_present("a" * 64) and engine.image_present("sha256:" + "a" * 64)
+    assert engine.parent_devices(["fabric"]) == ["eth0"] and engine.parent_devices(["podman"]) == []
+    assert len(host.calls) == asked
+    # An image not found ahead may have been loaded since, and a network defined since is asked about.
+    assert not engine.image_present("b" * 64) and host.calls[-1] == ["image", "inspect", "--format", "{{.Id}}", "b" * 64]
+    with pytest.raises(_engine.EngineError, match="podman network inspect"):
+        engine.parent_devices(["fabric", "later"])

@@ -193,3 +193,21 @@ def test_a_failed_restore_reports_the_engines_failure_even_when_the_hold_cannot_
     engine.module.run_command = lambda argv, data=None, binary_data=False: (0, "", "") if argv[1:] == ["-f", "-"] else (1, "", "nft: busy")
     with pytest.raises(_restore.Failed, match="^restore failed: runc restore failed$"):
         restore(images_dir, engine).run(check_mode=False)
+
+
+def test_a_waiting_restore_given_its_engine_asks_the_host_ahead_of_the_bundle(tmp_path):
+    """What the bundle does not decide is asked while it is on its way; one that arrived during the wait
+    cannot have been restored yet, so whether it runs is not asked either."""
+    images_dir = delivered(tmp_path)
+    final, arriving = _bundle.final_path(images_dir, "web"), os.path.join(images_dir, ".arriving")
+    os.rename(final, arriving)
+    threading.Timer(0.3, os.rename, (arriving, final)).start()
+    engine, prepared = FakeEngine(state=None), []
+    engine.prepare = lambda: prepared.append(os.path.exists(final))
+    engine.running = lambda manifest: pytest.fail("asked whether a bundle that just arrived runs")
+    assert restore(images_dir, engine, wait=10, engine="fake").run(check_mode=False)["changed"]
+    assert prepared == [False] and engine.restored == [b"memory of web"]
+    # Here before the wait began (a job run again): whether it runs already is asked, and it does.
+    del engine.running
+    assert restore(images_dir, engine, wait=10, engine="fake").run(check_mode=False)["changed"] is False
+    assert restore(images_dir, engine, wait=10).run(check_mode=False)["changed"] is False and prepared == [False, True]
