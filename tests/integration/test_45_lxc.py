@@ -53,12 +53,21 @@ class Client(threading.Thread):
         return self.sent
 
 
+def program(args):
+    """The program of a busybox ps line. One caught while busybox re-executes itself for an applet shows
+    as "{exe} sleep 0.05", and one exiting, its command line gone, as "[sleep]"."""
+    words = args.split()
+    if words[0].startswith("{") and len(words) > 1:
+        words = words[1:]
+    return words[0].strip("[]")
+
+
 def processes(node, name):
     """pid and command of the container's lasting processes, as the container sees them: not the loops'
     sleep and rm of the moment, nor one that has exited and is not reaped yet."""
     listing = ssh(node, "lxc-attach --name %s -- ps -o pid,stat,args" % name).splitlines()[1:]
     return [(pid, args) for pid, stat, args in (line.split(None, 2) for line in listing)
-            if not stat.startswith("Z") and args.split()[0] not in ("ps", "sleep", "rm")]
+            if not stat.startswith("Z") and program(args) not in ("ps", "sleep", "rm")]
 
 
 def routes(node, name, add=0):
