@@ -190,8 +190,12 @@ class ImageEngine(Engine):
     def parent_devices(self, networks):
         if all(name in self._devices for name in networks):
             return sorted({device for name in networks for device in self._devices[name]})
-        found = self._json(["network", "inspect"] + list(networks), self.tool + " network inspect") if networks else []
-        return sorted({device for device in map(self.parent_device, found or []) if device})
+        return sorted({device for devices in self._devices_of(networks) for device in devices})
+
+    def _devices_of(self, names: list[str]) -> list[list[str]]:
+        """Each network's parent devices, one inspect for all, in the order inspect answers (the order asked)."""
+        found = self._json(["network", "inspect"] + list(names), self.tool + " network inspect") if names else []
+        return [[device] if device else [] for device in map(self.parent_device, found or [])]
 
     def image_present(self, image_id: str) -> bool:
         if image_id.split(":", 1)[-1] in self._images_here:
@@ -203,10 +207,9 @@ class ImageEngine(Engine):
         # would a moment after any check); one absent now is asked again, for it may have been loaded.
         self._images_here = set(self.image_ids())
         names = self.network_names()
-        found = self._json(["network", "inspect"] + names, self.tool + " network inspect") if names else []
-        if len(found or []) == len(names):  # in the order asked
-            self._devices = {name: [self.parent_device(network)] if self.parent_device(network) else []
-                             for name, network in zip(names, found)}
+        devices = self._devices_of(names)
+        if len(devices) == len(names):
+            self._devices = dict(zip(names, devices))
 
     def ensure_image(self, bundle_dir: str, image_id: str) -> bool:
         """The checkpoint's image is here, loaded from the bundle when it was not; True when loaded."""
