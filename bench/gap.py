@@ -94,7 +94,11 @@ def main():
         lines.append("| %d | %.3f | %.3f | %s | %d |" % (
             number, run["gap"], run["downtime"], " / ".join("%.2f" % run["phases"].get(name, 0) for name in ("checkpoint", "transfer", "restore")),
             run["writes"]))
-    slowest = max(("checkpoint", "transfer", "restore"), key=lambda name: statistics.median(run["phases"][name] for run in runs))
+    # Podman's archive goes out while podman writes it: the transfer spans the checkpoint and ends just after it.
+    split = "checkpoint %.2f s (the transfer overlapping it, ending %.2f s after), restore %.2f s" % (
+        statistics.median(run["phases"]["checkpoint"] for run in runs),
+        statistics.median(max(0.0, run["phases"]["transfer"] - run["phases"]["checkpoint"]) for run in runs),
+        statistics.median(run["phases"]["restore"] for run in runs))
     body = (
         "`python bench/gap.py %d %d` on %s, %.0f min: Redis in podman on node1 with about %d MiB of data and\n"
         "an address of its own on the lab's shared segment; a client on node3 holds one connection and sends\n"
@@ -104,8 +108,8 @@ def main():
         "- Goal of issue #16, client-visible gap ≤ %.1f s: %s, median %.2f s over %d runs%s.\n\n%s\n"
     ) % (MIB, RUNS, time.strftime("%Y-%m-%d"), (time.monotonic() - started) / 60, MIB, GOAL,
          "met" if gap <= GOAL else "not met", gap, RUNS,
-         "" if gap <= GOAL else " (it follows Ferry's downtime, freeze to running on the target, %.2f s median; slowest phase: %s)"
-         % (statistics.median(run["downtime"] for run in runs), slowest),
+         "" if gap <= GOAL else " (it follows Ferry's downtime, freeze to running on the target, %.2f s median: %s)"
+         % (statistics.median(run["downtime"] for run in runs), split),
          "\n".join(lines))
     print(body)
     write_section("A client writing to Redis while it moves", body)
