@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "integration"))
 from lab import ADDRESS, GRANTS, OPS_USER, PORT as SSH_PORT, RESET, ROOT, memory_state, memory_tree, playbook, ssh, ssh_argv  # noqa: E402  pylint: disable=wrong-import-position
-from transfer import write_section  # noqa: E402  pylint: disable=wrong-import-position
+from transfer import SSH_CIPHER, timed, write_section  # noqa: E402  pylint: disable=wrong-import-position
 
 SIZES = [int(arg) for arg in sys.argv[1:]] or [64, 256, 1024, 4096]
 PORT = 7600
@@ -55,8 +55,6 @@ s = socket.create_connection((sys.argv[1], 7690)); block = bytes(4 << 20)
 for _ in range(int(sys.argv[2]) // 4): s.sendall(block)
 s.close()
 """
-# Ferry's OpenSSH sessions prefer AES-GCM (plugins/module_utils/_transport.py CIPHERS); the baseline uses the same.
-SSH_CIPHER = "aes128-gcm@openssh.com"
 # One CA and one certificate (for the target's address, so CRIU's name check passes) for CRIU's --tls.
 TLS_CERTS = r"""
 set -e
@@ -102,11 +100,6 @@ def openssh_link(mib=2048):
                  % (mib, options, SSH_PORT["node2"], SSH_CIPHER, OPS_USER, ADDRESS["node2"]))
     ssh("node2", "sed -i '/ferry-bench-hand/d' %s" % GRANTS)
     return mib / took
-
-
-def timed(node, command):
-    """Seconds ``command`` took on ``node``, timed there (the harness's own SSH round trip left out)."""
-    return float(ssh(node, "s=$(date +%%s.%%N); %s; e=$(date +%%s.%%N); echo \"$e - $s\" | bc" % command))
 
 
 def page_server_run(size, tls):
