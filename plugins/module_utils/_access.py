@@ -8,7 +8,7 @@ A grant is three things, made in this order and removed in the reverse one, so a
 without what it runs: a sudoers rule when the login user is not root (exactly the wire program, for
 this checkpoint, as root), the key's line in the user's authorized_keys (restricted, from the source's
 address, expiring, its command forced), and the wire program itself (``_wire.py``, kept while any
-grant on the host uses it).
+grant in that authorized_keys uses it; installed and removed under that file's lock).
 """
 
 from __future__ import annotations
@@ -106,12 +106,14 @@ def ssh_client_address():
     return None
 
 
-def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None):
+def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None, then=bool):
     """Replace this checkpoint's grant by ``wanted`` (None removes it).
 
-    Returns (changed, whether any Ferry grant remains). Concurrent migrations to this host edit the
-    same file, so the edit holds an exclusive lock. ``owner`` (a pwd entry) owns a file or directory
-    made here: sshd refuses keys in files that their user does not own.
+    Returns (changed, ``then(whether any Ferry grant remains)``). Concurrent migrations to this host
+    edit the same file, so the edit holds an exclusive lock, and ``then`` runs before it is released:
+    what follows from the last grant going (the wire program's removal) cannot undo another migration's
+    grant made in between. ``owner`` (a pwd entry) owns a file or directory made here: sshd refuses keys
+    in files that their user does not own.
     """
     def edit(lines):
         mine = [line for line in lines if line.endswith(" " + MARK + checkpoint_id)]
@@ -122,7 +124,8 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None):
 
     if check_mode or (not wanted and not os.path.exists(path)):
         with open(path, encoding="utf-8") if os.path.exists(path) else io.StringIO() as handle:
-            return edit(handle.read().splitlines())[1:]
+            changed, others = edit(handle.read().splitlines())[1:]
+            return changed, then(others)
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o700)
@@ -138,7 +141,7 @@ def update_authorized_keys(path, checkpoint_id, wanted, check_mode, owner=None):
             handle.seek(0)
             handle.truncate()
             handle.write("".join(line + "\n" for line in kept))
-    return changed, others
+        return changed, then(others)
 
 
 def current_grant(path, checkpoint_id):
@@ -235,10 +238,10 @@ class Grant:
                       "sudoers": current_rule(self.checkpoint_id)} if diff else {}
             # The privilege first, the key that uses it last; on removal the key goes first.
             changed_rule = update_sudoers(self.checkpoint_id, self.rule, check_mode) if self.rule else False
-            changed_keys, others = update_authorized_keys(self.authorized_keys, self.checkpoint_id, self.line, check_mode, self.owner)
+            changed_keys, changed_program = update_authorized_keys(self.authorized_keys, self.checkpoint_id, self.line, check_mode,
+                                                                   self.owner, then=lambda others: self._program(others, check_mode))
             if not self.rule:
                 changed_rule = update_sudoers(self.checkpoint_id, None, check_mode) or changed_rule
-            changed_program = self._program(others, check_mode)
         except OSError as exc:
             raise AccessError("cannot write the grant for %s: %s" % (self.checkpoint_id, exc)) from None
         result = dict(changed=changed_rule or changed_keys or changed_program, program=self.program)

@@ -25,7 +25,7 @@ description:
     O(ferry.migrate.transfer#module:route=controller)).
   - Returns this host's SSH host public keys, read from the host itself, so the source can pin them.
   - With O(state=absent), removes the authorisation (and the program once no authorisation is left).
-  - Diff mode is not supported; check mode reports whether the grant, the sudoers rule or the program would change.
+  - Check mode reports whether the grant, the sudoers rule or the program would change.
   - No standing trust between hosts is needed; the migrate role mints a key pair per migration with
     lookup P(ferry.migrate.transfer_keypair#lookup) and removes its authorisation afterwards.
 author: Ferry developers (@ferry-migrate)
@@ -55,9 +55,12 @@ options:
         through. Give the source host's address for a direct one.
     type: str
   user:
-    description: The login user the peer connects as (the inventory's C(ansible_user) for this host).
+    description:
+      - The login user the peer connects as (the inventory's C(ansible_user) for this host), in whose
+        authorized_keys the grant is; lookup P(ferry.migrate.host_connection#lookup) gives it.
+      - Required, and given again with O(state=absent), so that the grant is removed where it was made.
     type: str
-    default: root
+    required: true
   authorized_keys:
     description: The authorized_keys file of O(user); default, C(~/.ssh/authorized_keys) in its home.
     type: path
@@ -96,6 +99,7 @@ EXAMPLES = r"""
     checkpoint_id: redis-1
     public_key: "{{ transfer_key.public_key }}"
     source_address: 10.199.0.11
+    user: "{{ (query('ferry.migrate.host_connection', 'node2') | first).user }}"
   delegate_to: node2
   register: access
 """
@@ -126,7 +130,7 @@ def main():
             direction=dict(type="str", choices=["receive", "send"], default="receive"),
             source_address=dict(type="str"),
             images_dir=dict(type="path", default="/var/lib/ferry"),
-            user=dict(type="str", default="root"),
+            user=dict(type="str", required=True),
             authorized_keys=dict(type="path"),
             python=dict(type="path", default="/usr/bin/python3"),
             expires_in=dict(type="int", default=3600),

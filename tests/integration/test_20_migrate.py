@@ -115,7 +115,7 @@ def test_bad_input_gets_a_clear_error(clean):
     assert "nosuch is absent on node1 and absent on node2; it must run on node1. Nothing was changed." in proc.stdout
     result = module("node1", "ferry.migrate.checkpoint", container="x", checkpoint_id="../../etc")
     assert result["failed"] and result["msg"].startswith("checkpoint_id:")
-    result = module("node2", "ferry.migrate.transfer_access", checkpoint_id="c", public_key="ssh-ed25519 AAAA",
+    result = module("node2", "ferry.migrate.transfer_access", checkpoint_id="c", public_key="ssh-ed25519 AAAA", user="root",
                     source_address="10.0.0.1\" ,command=\"sh")
     assert result["failed"] and result["msg"].startswith("source_address must be an IP address")
 

@@ -3,6 +3,7 @@ options, fuzzed with hypothesis. Each must get a clear error naming the paramete
 import ipaddress
 import json
 import os
+import pwd
 import re
 
 import pytest
@@ -58,6 +59,15 @@ def bad_path_part(value):
     return value != "" and (not re.fullmatch(r"[A-Za-z0-9_./-]+", value) or ".." in value.split("/"))
 
 
+def bad_user(value):
+    # Not a login name, or no such user here: either way the grant has no authorized_keys to go in.
+    try:
+        pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        return True
+    return False
+
+
 def run(main, args, capsys):
     with patch_module_args(args), pytest.raises(SystemExit):
         main()
@@ -71,7 +81,7 @@ def snapshot(root):
 def _access(**changes):
     def build(value, root):
         args = {"checkpoint_id": "ok", "public_key": "ssh-ed25519 AAAAC3", "source_address": "10.0.0.1",
-                "images_dir": root, "authorized_keys": root + "/ak"}
+                "images_dir": root, "authorized_keys": root + "/ak", "user": "root"}
         args.update({key: make(value, root) for key, make in changes.items()})
         return args
     return build
@@ -93,6 +103,7 @@ CASES = [
     (transfer_access.main, "public_key", bad_key_body, _access(public_key=lambda v, d: "ssh-ed25519 " + v)),
     (transfer_access.main, "images_dir", bad_path_part, _access(images_dir=lambda v, d: d + "/" + v)),
     (transfer_access.main, "python", bad_path_part, _access(python=lambda v, d: "/usr/bin/" + v)),
+    (transfer_access.main, "user", bad_user, _access(user=lambda v, d: v)),
 ]
 
 

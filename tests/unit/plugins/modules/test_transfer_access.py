@@ -4,10 +4,11 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from ansible_collections.ferry.migrate.plugins.module_utils import _access
+from ansible_collections.ferry.migrate.plugins.module_utils import _access, _wire
 from ansible_collections.ferry.migrate.plugins.modules import transfer_access
 
 PROGRAM = "/var/lib/ferry/.ferry-wire.py"
@@ -61,6 +62,35 @@ def test_removing_a_grant_from_a_user_without_keys_creates_nothing(tmp_path):
     assert not os.path.exists(tmp_path / "home")
 
 
+def test_the_last_grant_going_does_not_take_the_program_from_a_grant_made_meanwhile(tmp_path, monkeypatch):
+    # Two moves of a wave to one host: A revokes the last grant while B grants. Whatever the
+    # interleaving, B's key must end with the wire program there to run.
+    keys, images = str(tmp_path / "authorized_keys"), str(tmp_path / "images")
+    # A module gets the program from Ansible's module loader; here the collection is a namespace package.
+    monkeypatch.setattr(_access.pkgutil, "get_data", lambda package, name: open(_wire.__file__, "rb").read())
+    params = dict(images_dir=images, python="/usr/bin/python3", user="root", authorized_keys=keys, direction="receive",
+                  public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey",
+                  source_address="10.0.0.1", expires_in=600)
+    a = _access.Grant(dict(params, checkpoint_id="a", state="present"))
+    a.apply(False, False)
+    revoke_a = _access.Grant(dict(params, checkpoint_id="a", state="absent"))
+    grant_b = threading.Thread(target=_access.Grant(dict(params, checkpoint_id="b", state="present")).apply, args=(False, False))
+    real_program = _access.Grant._program
+
+    def program_after_b_had_its_chance(self, wanted, check_mode):
+        if self is revoke_a:
+            grant_b.start()
+            grant_b.join(1)  # B runs to its end here unless A's edit still holds the file
+        return real_program(self, wanted, check_mode)
+
+    monkeypatch.setattr(_access.Grant, "_program", program_after_b_had_its_chance)
+    assert os.path.exists(os.path.join(images, ".ferry-wire.py"))
+    revoke_a.apply(False, False)
+    grant_b.join()
+    assert "ferry-transfer:b" in open(keys).read() and "ferry-transfer:a" not in open(keys).read()
+    assert os.path.exists(os.path.join(images, ".ferry-wire.py")), "B's key is left without the program it runs"
+
+
 def test_the_ssh_client_address_is_found_above_a_cleared_environment():
     # A child whose environment lacks SSH_CONNECTION, under a parent that has it: as under sudo.
     code = "from ansible_collections.ferry.migrate.plugins.module_utils import _access as t; print(t.ssh_client_address())"
@@ -84,7 +114,7 @@ def test_diff_mode_shows_the_grant_and_check_mode_writes_nothing(tmp_path, capsy
     keys = tmp_path / "authorized_keys"
     keys.write_text("ssh-ed25519 AAAAother admin\n")
     args = {"checkpoint_id": "c1", "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey",
-            "source_address": "10.0.0.1", "authorized_keys": str(keys), "images_dir": str(tmp_path / "images"),
+            "source_address": "10.0.0.1", "authorized_keys": str(keys), "images_dir": str(tmp_path / "images"), "user": "root",
             "_ansible_check_mode": True, "_ansible_diff": True}
     result = run_module(transfer_access, args, capsys)
     assert result["changed"] and keys.read_text() == "ssh-ed25519 AAAAother admin\n" and not os.path.exists(tmp_path / "images")
