@@ -169,7 +169,8 @@ def write(serial_wall, serial_share, drain_wall, drain_share, waves, downtimes, 
          GOAL_SPEEDUP, "met" if speedup >= GOAL_SPEEDUP else "not met", speedup,
          GOAL_SHARE * 100, "met" if drain_share <= GOAL_SHARE else "not met", drain_share * 100,
          "" if drain_share <= GOAL_SHARE else " The second table says where a migration's time goes: all but the moving "
-         "phases are module runs on the hosts (the preflight's container_info on both, the grant, the restore job, the "
+         "phases are module runs on the hosts (the preflight's container_info on both, asked once per wave in a drain; the "
+         "grant, the restore job, the "
          "cleanup on both and the revocation), each a round trip, and the controller's own work between them. In waves "
          "the migrations share the cores, so each step of each takes longer than alone; with every core busy, the drain "
          "goes no faster than the machine's CPU allows (a fleet's hosts do their own share of the work on their own "
