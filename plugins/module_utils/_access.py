@@ -7,8 +7,8 @@ move that one bundle (or join its page link).
 A grant is three things, made in this order and removed in the reverse one, so a key never exists
 without what it runs: a sudoers rule when the login user is not root (exactly the wire program, for
 this checkpoint, as root), the key's line in the user's authorized_keys (restricted, from the source's
-address, expiring, its command forced), and the wire program itself (``_wire.py``, kept while any
-grant in that authorized_keys uses it; installed and removed under that file's lock).
+address, expiring, its command forced), and the wire program itself (``_wire.py``, one per login user,
+kept while any grant in that user's authorized_keys uses it; installed and removed under that file's lock).
 """
 
 from __future__ import annotations
@@ -212,7 +212,9 @@ class Grant:
             raise AccessError("user %s is not root, and this host has no sudo to run the transfer as root with" % user)
         self.authorized_keys = params["authorized_keys"] or os.path.join(self.owner.pw_dir, ".ssh", "authorized_keys")
         self.images_dir = params["images_dir"]
-        self.program = os.path.join(self.images_dir, ".ferry-wire.py")
+        # One program per login user, as the grants that keep it are per user's authorized_keys: one user's
+        # last grant going cannot take the program another user's grant runs.
+        self.program = os.path.join(self.images_dir, ".ferry-wire-%s.py" % user)
         command = forced_command(params["python"], self.program, params["direction"], self.images_dir, self.checkpoint_id, user)
         self.line = self.rule = None
         if present:

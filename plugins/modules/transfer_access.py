@@ -24,7 +24,8 @@ description:
     bundle, for a transfer relayed by the controller (P(ferry.migrate.transfer#module) with
     O(ferry.migrate.transfer#module:route=controller)).
   - Returns this host's SSH host public keys, read from the host itself, so the source can pin them.
-  - With O(state=absent), removes the authorisation (and the program once no authorisation is left).
+  - With O(state=absent), removes the authorisation, and the program once no authorisation of O(user) is
+    left (the program, C(.ferry-wire-<user>.py) in O(images_dir), is one per login user).
   - Check mode reports whether the grant, the sudoers rule or the program would change.
   - No standing trust between hosts is needed; the migrate role mints a key pair per migration with
     lookup P(ferry.migrate.transfer_keypair#lookup) and removes its authorisation afterwards.

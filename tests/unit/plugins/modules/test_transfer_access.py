@@ -1,6 +1,7 @@
 """transfer_access (its grant is module_utils/_access.py): the grant line (forced command, source
 address, expiry), its idempotence, and the sudo rule that lets a login user other than root run the receiver."""
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from ansible_collections.ferry.migrate.plugins.module_utils import _access, _wire
 from ansible_collections.ferry.migrate.plugins.modules import transfer_access
 
-PROGRAM = "/var/lib/ferry/.ferry-wire.py"
+PROGRAM = "/var/lib/ferry/.ferry-wire-root.py"
 
 
 def grant(expires_at, user="root"):
@@ -22,12 +23,12 @@ def grant(expires_at, user="root"):
 def test_grant_is_restricted_and_expires():
     line = grant(0)
     assert line.startswith('from="10.0.0.1",restrict,expiry-time="197001010000Z",command="/usr/bin/python3 '
-                           '/var/lib/ferry/.ferry-wire.py receive /var/lib/ferry c1" ssh-ed25519 AAAAC3 ferry-transfer:c1')
+                           '/var/lib/ferry/.ferry-wire-root.py receive /var/lib/ferry c1" ssh-ed25519 AAAAC3 ferry-transfer:c1')
 
 
 def test_a_login_user_other_than_root_runs_the_receiver_through_sudo_and_nothing_else():
     line = grant(0, "ops")
-    assert 'command="sudo -n /usr/bin/python3 /var/lib/ferry/.ferry-wire.py receive /var/lib/ferry c1"' in line
+    assert 'command="sudo -n /usr/bin/python3 /var/lib/ferry/.ferry-wire-root.py receive /var/lib/ferry c1"' in line
     rule = _access.sudoers_rule("ops", "sudo -n /usr/bin/python3 %s receive /var/lib/ferry c1" % PROGRAM, "c1")
     alias = re.search(r"^Cmnd_Alias (FERRY_[0-9A-F]{16}) = /usr/bin/python3 %s receive /var/lib/ferry c1$" % re.escape(PROGRAM), rule, re.M)
     assert alias, rule
@@ -84,11 +85,28 @@ def test_the_last_grant_going_does_not_take_the_program_from_a_grant_made_meanwh
         return real_program(self, wanted, check_mode)
 
     monkeypatch.setattr(_access.Grant, "_program", program_after_b_had_its_chance)
-    assert os.path.exists(os.path.join(images, ".ferry-wire.py"))
+    assert os.path.exists(os.path.join(images, ".ferry-wire-root.py"))
     revoke_a.apply(False, False)
     grant_b.join()
     assert "ferry-transfer:b" in open(keys).read() and "ferry-transfer:a" not in open(keys).read()
-    assert os.path.exists(os.path.join(images, ".ferry-wire.py")), "B's key is left without the program it runs"
+    assert os.path.exists(os.path.join(images, ".ferry-wire-root.py")), "B's key is left without the program it runs"
+
+
+def test_one_login_users_last_grant_going_leaves_another_users_program(tmp_path, monkeypatch):
+    # Two inventories reach one host as different users: each user's grants keep that user's program.
+    other = next((entry.pw_name for entry in pwd.getpwall() if entry.pw_uid != 0 and _access._transport.valid_user(entry.pw_name)), None)
+    if other is None:
+        pytest.skip("this machine has no login name other than root")
+    monkeypatch.setattr(_access.pkgutil, "get_data", lambda package, name: open(_wire.__file__, "rb").read())
+    images = str(tmp_path / "images")
+    params = dict(images_dir=images, python="/usr/bin/python3", direction="receive", source_address="10.0.0.1", expires_in=600,
+                  public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKeyKey")
+    root = _access.Grant(dict(params, user="root", authorized_keys=str(tmp_path / "root_keys"), checkpoint_id="a", state="present"))
+    root.apply(False, False)
+    theirs = _access.Grant(dict(params, user=other, authorized_keys=str(tmp_path / "other_keys"), checkpoint_id="b", state="absent"))
+    assert theirs.program != root.program
+    theirs.apply(False, False)  # the other user's last (here only) grant goes
+    assert os.path.exists(root.program), "root's key is left without the program it runs"
 
 
 def test_the_ssh_client_address_is_found_above_a_cleared_environment():
