@@ -45,27 +45,31 @@ def read(path: str) -> dict[str, t.Any]:
     return data
 
 
-def update(path: str, key: str, status: str, fields: dict[str, t.Any],
-           check_mode: bool = False) -> tuple[bool, dict[str, t.Any], dict[str, t.Any] | None]:
-    """Set entry ``key`` to ``status`` with ``fields``; returns (changed, journal, the entry before)."""
+def update(path: str, updates: list[dict[str, t.Any]],
+           check_mode: bool = False) -> tuple[bool, dict[str, t.Any], dict[str, t.Any]]:
+    """Set each of ``updates`` ({id, status, fields}) in one locked, atomic write: a wave's moves cost one.
+
+    Returns (changed, journal, each changed entry as it was before, by ID)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with open(os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         journal = read(path)
-        before = journal["entries"].get(key)
-        entry = before or {}
-        wanted = dict(entry, **fields)
-        wanted["status"] = status
-        changed = {k: v for k, v in entry.items() if k not in ("history", "updated")} != \
-            {k: v for k, v in wanted.items() if k not in ("history", "updated")}
-        if changed:
-            wanted["updated"] = _now()
-            wanted["history"] = entry.get("history", []) + [{"status": status, "at": wanted["updated"]}]
-            journal["entries"][key] = wanted
-            if not check_mode:
-                write_json_atomic(path, journal)
-    return changed, journal, before
+        befores = {}
+        for change in updates:
+            key = change["id"]
+            entry = journal["entries"].get(key) or {}
+            wanted = dict(entry, **(change.get("fields") or {}))
+            wanted["status"] = change["status"]
+            if {k: v for k, v in entry.items() if k not in ("history", "updated")} != \
+                    {k: v for k, v in wanted.items() if k not in ("history", "updated")}:
+                befores.setdefault(key, journal["entries"].get(key))
+                wanted["updated"] = _now()
+                wanted["history"] = entry.get("history", []) + [{"status": change["status"], "at": wanted["updated"]}]
+                journal["entries"][key] = wanted
+        if befores and not check_mode:
+            write_json_atomic(path, journal)
+    return bool(befores), journal, befores
 
 
 def entry_text(entry: dict[str, t.Any] | None) -> str:
@@ -144,17 +148,19 @@ class LockError(Exception):
 def run(module: t.Any) -> None:
     """Module ferry.migrate.journal: take or release the job lock, then record or read entries."""
     params = module.params
+    for index, change in enumerate(params["updates"]):
+        try:
+            _bundle.check_id(change["id"])
+        except _bundle.BundleError as exc:
+            module.fail_json(msg="updates[%d].id: %s" % (index, exc))
     try:
         if params["lock"] and not module.check_mode:
             claim(params["path"], params["job"] or "", params["token"], params["lease"], release=params["lock"] == "release")
-        before = None
-        if params["id"] is None:
-            changed, journal = False, read(params["path"])
+        befores = {}
+        if params["updates"]:
+            changed, journal, befores = update(params["path"], params["updates"], module.check_mode)
         else:
-            _bundle.check_id(params["id"])
-            changed, journal, before = update(params["path"], params["id"], params["status"], params["fields"], module.check_mode)
-    except _bundle.BundleError as exc:
-        module.fail_json(msg="id: %s" % exc)
+            changed, journal = False, read(params["path"])
     except LockError as exc:
         module.fail_json(msg="lock: %s" % exc)
     except (OSError, ValueError) as exc:
@@ -162,8 +168,9 @@ def run(module: t.Any) -> None:
     result = dict(changed=changed, entries=journal["entries"], in_flight=in_flight(journal))
     if params["token"] is not None:
         result["run"] = of_run(journal, params["token"])
-    if module._diff and params["id"] is not None:
-        header = "%s: %s" % (params["path"], params["id"])
-        result["diff"] = dict(before=entry_text(before), after=entry_text(journal["entries"].get(params["id"])),
+    if module._diff and befores:
+        header = "%s: %s" % (params["path"], ", ".join(befores))
+        result["diff"] = dict(before="".join(entry_text(entry) for entry in befores.values()),
+                              after="".join(entry_text(journal["entries"][key]) for key in befores),
                               before_header=header, after_header=header)
     module.exit_json(**result)

@@ -25,17 +25,27 @@ options:
     description: The journal file; its directory is created private (0700).
     type: path
     required: true
-  id:
-    description: Checkpoint ID of the migration to record. Without it, the module only reads.
-    type: str
-  status:
-    description: New status of the entry. Required with O(id).
-    type: str
-    choices: [planned, migrating, migrated, rolled_back, stranded, refused]
-  fields:
-    description: Other fields of the entry to set (container, source, target, engine, job, error...).
-    type: dict
-    default: {}
+  updates:
+    description:
+      - Entries to set, all in one locked write (a fleet wave journals its moves with one task). Without
+        it, the module only reads.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      id:
+        description: Checkpoint ID of the migration.
+        type: str
+        required: true
+      status:
+        description: New status of the entry.
+        type: str
+        required: true
+        choices: [planned, migrating, migrated, rolled_back, stranded, refused]
+      fields:
+        description: Other fields of the entry to set (container, source, target, engine, job, error...).
+        type: dict
+        default: {}
   lock:
     description:
       - V(hold) takes or renews the job's lock for the run O(token), and fails naming the holder when
@@ -62,10 +72,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Reports whether the entry would change.
+    description: Reports whether an entry would change.
   diff_mode:
     support: full
-    description: The entry before and after (its status, fields and history).
+    description: The entries that change, before and after (their status, fields and history).
 """
 
 EXAMPLES = r"""
@@ -81,12 +91,16 @@ EXAMPLES = r"""
     token: "{{ run_token }}"
   delegate_to: node4  # a host every job reaches: the state outlives the controller
 
-- name: A migration starts
+- name: Two migrations start
   ferry.migrate.journal:
     path: /var/lib/ferry-state/drain-node1.json
-    id: redis-node1-to-node2
-    status: migrating
-    fields: {container: redis, source: node1, target: node2, engine: podman, run: "{{ run_token }}"}
+    updates:
+      - id: redis-node1-to-node2
+        status: migrating
+        fields: {container: redis, source: node1, target: node2, engine: podman, run: "{{ run_token }}"}
+      - id: web-node1-to-node3
+        status: migrating
+        fields: {container: web, source: node1, target: node3, engine: podman, run: "{{ run_token }}"}
   delegate_to: node4
 
 - name: What an interrupted run left in flight
@@ -137,15 +151,16 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             path=dict(type="path", required=True),
-            id=dict(type="str"),
-            status=dict(type="str", choices=list(_journal.STATUSES)),
-            fields=dict(type="dict", default={}),
+            updates=dict(type="list", elements="dict", default=[], options=dict(
+                id=dict(type="str", required=True),
+                status=dict(type="str", required=True, choices=list(_journal.STATUSES)),
+                fields=dict(type="dict", default={}),
+            )),
             lock=dict(type="str", choices=["hold", "release"]),
             job=dict(type="str"),
             token=dict(type="str", no_log=False),  # a lock holder's name, shown in errors: not a secret
             lease=dict(type="int", default=900),
         ),
-        required_together=[("id", "status")],
         required_if=[("lock", "hold", ("job", "token")), ("lock", "release", ("token",))],
         supports_check_mode=True,
     )

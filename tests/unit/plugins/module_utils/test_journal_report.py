@@ -10,12 +10,13 @@ from ansible_collections.ferry.migrate.plugins.module_utils import _journal, _re
 
 def test_journal_records_history_and_in_flight(tmp_path):
     path = str(tmp_path / "state" / "journal.json")
-    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1", "source": "a", "target": "b"})
+    changed, journal, dummy = _journal.update(path, [{"id": "c1-a-to-b", "status": "migrating",
+                                                      "fields": {"container": "c1", "source": "a", "target": "b"}}])
     assert changed and _journal.in_flight(journal)[0]["id"] == "c1-a-to-b"
     assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o700"
-    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrating", {"container": "c1"})
+    changed, journal, dummy = _journal.update(path, [{"id": "c1-a-to-b", "status": "migrating", "fields": {"container": "c1"}}])
     assert not changed  # same status and fields: no new history entry
-    changed, journal, dummy = _journal.update(path, "c1-a-to-b", "migrated", {"downtime_seconds": 0.2})
+    changed, journal, dummy = _journal.update(path, [{"id": "c1-a-to-b", "status": "migrated", "fields": {"downtime_seconds": 0.2}}])
     entry = _journal.read(path)["entries"]["c1-a-to-b"]
     assert changed and entry["status"] == "migrated" and [h["status"] for h in entry["history"]] == ["migrating", "migrated"]
     assert entry["source"] == "a" and _journal.in_flight(journal) == []
@@ -23,8 +24,8 @@ def test_journal_records_history_and_in_flight(tmp_path):
 
 def test_journal_check_mode_writes_nothing(tmp_path):
     path = str(tmp_path / "journal.json")
-    changed, dummy, before = _journal.update(path, "x", "migrating", {}, check_mode=True)
-    assert before is None
+    changed, dummy, befores = _journal.update(path, [{"id": "x", "status": "migrating", "fields": {}}], check_mode=True)
+    assert befores == {"x": None}
     assert changed and not os.path.exists(path)
 
 
@@ -87,11 +88,11 @@ def _bundle_write(path, data):
 def test_a_runs_entries_are_its_own(tmp_path):
     """of_run gives the barrier, the share and the report one run's entries, whatever other runs left."""
     path = str(tmp_path / "j.json")
-    _journal.update(path, "a", "migrated", {"run": "r1", "record": {"id": "a"}})
-    _journal.update(path, "b", "migrating", {"run": "r1"})
-    _journal.update(path, "c", "rolled_back", {"run": "r1", "record": {"id": "c"}})
-    _journal.update(path, "d", "migrated", {"run": "r0", "record": {"id": "d"}})
-    _journal.update(path, "e", "refused", {"record": {"id": "e"}})
+    _journal.update(path, [{"id": "a", "status": "migrated", "fields": {"run": "r1", "record": {"id": "a"}}}])
+    _journal.update(path, [{"id": "b", "status": "migrating", "fields": {"run": "r1"}}])
+    _journal.update(path, [{"id": "c", "status": "rolled_back", "fields": {"run": "r1", "record": {"id": "c"}}}])
+    _journal.update(path, [{"id": "d", "status": "migrated", "fields": {"run": "r0", "record": {"id": "d"}}}])
+    _journal.update(path, [{"id": "e", "status": "refused", "fields": {"record": {"id": "e"}}}])
     run = _journal.of_run(_journal.read(path), "r1")
     assert sorted(run["entries"]) == ["a", "b", "c"]
     assert run["over"] == ["a", "c"]

@@ -94,7 +94,7 @@ CASES = [
     (checkpoint_info.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "images_dir": d}),
     (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "images_dir": d}),
     (restore.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "state": "absent", "images_dir": d}),
-    (journal.main, "id", bad_id, lambda v, d: {"path": d + "/journal.json", "id": v, "status": "migrating"}),
+    (journal.main, "updates", bad_id, lambda v, d: {"path": d + "/journal.json", "updates": [{"id": v, "status": "migrating"}]}),
     (transfer.main, "checkpoint_id", bad_id, lambda v, d: {"checkpoint_id": v, "target": "127.0.0.1", "images_dir": d,
                                                            "private_key": "not-a-real-private-key-0123456789",
                                                            "host_keys": ["ssh-ed25519 AAAA"]}),
