@@ -42,6 +42,11 @@ def check_state_carried(state):
     return placed
 
 
+def task_runs(stdout, task):
+    """The result lines of each run of task ``task`` in a playbook's output."""
+    return re.findall(r"^TASK \[[^\]]*: %s\][^\n]*\n(.*?)(?=^TASK \[|^PLAY |\Z)" % re.escape(task), stdout, re.S | re.M)
+
+
 def drain(tmp_path, *args, **extra):
     return playbook("ferry.migrate.drain", *args, extra=dict(drain_hosts="node1", fleet_state_dir=str(tmp_path), **extra))
 
@@ -67,6 +72,14 @@ def test_drain_empties_a_host_and_keeps_every_state(clean, tmp_path):
     report = json.load(open(os.path.join(tmp_path, "reports", [n for n in reports if n.endswith(".json")][0])))
     assert report["migrated"] == 6 and report["stranded"] == 0
     assert max(m["wave"] for m in report["plan"]["moves"]) == report["waves"] >= 3  # 2 out of node1 per wave
+    # Each wave's hosts were asked once, by the wave's moves side by side, and no preflight asked again.
+    waves = task_runs(proc.stdout, "Move | the wave's hosts, asked once, side by side")
+    asks = [re.findall(r"^ok: \[([^\]\s]+) -> ([A-Za-z0-9_.-]+)", lines, re.M) for lines in waves]
+    assert len(asks) == report["waves"] and all(len(wave) == len({host for _, host in wave}) >= 2 for wave in asks), waves
+    sizes = [[m["wave"] for m in report["plan"]["moves"]].count(w) for w in sorted({m["wave"] for m in report["plan"]["moves"]})]
+    assert max(sizes) > 1 and [len({move for move, _ in wave}) for wave in asks] == [min(n, len(wave)) for n, wave in zip(sizes, asks)], waves
+    for task in ("Preflight | the container on the source", "Preflight | the container on the target (must not exist) and its images"):
+        assert not re.search(r"^(ok|changed|failed|fatal)", "".join(task_runs(proc.stdout, task)), re.M), task
 
     again = drain(tmp_path)  # already drained: nothing changes
     assert again.returncode == 0 and recap(again.stdout)["localhost"]["changed"] == 0, again.stdout[-3000:]
