@@ -116,7 +116,8 @@ def page_server_run(size, tls):
     login = node_key()
     memory_tree("node1", "mem", PORT, size)
     before = memory_state("node1", PORT)
-    ssh("node2", "pkill -f '^criu page-server'; rm -rf /tmp/ps-dst /tmp/ps-img; mkdir -m 700 /tmp/ps-dst; "
+    # The restored tree's pidfile goes where Ferry's trees keep theirs: a fresh lab host has no such directory yet.
+    ssh("node2", "pkill -f '^criu page-server'; rm -rf /tmp/ps-dst /tmp/ps-img; mkdir -m 700 /tmp/ps-dst; mkdir -p /run/ferry/trees; "
                  "install -d -m 700 -o %s /tmp/ps-img; "
                  "criu page-server -D /tmp/ps-dst -o page-server.log --address %s --port %d -d%s </dev/null >/dev/null 2>&1"
         % (OPS_USER, target, PAGE_SERVER_PORT, options))
@@ -157,7 +158,7 @@ def lazy_run(size, tls):
     before = memory_state("node1", PORT)
     ssh("node1", "rm -rf /tmp/lz-src /tmp/lz-ready /tmp/lz-done; mkdir -m 700 /tmp/lz-src; printf '%s' > /tmp/lz-act; chmod +x /tmp/lz-act"
         % LAZY_READY.replace("%", "%%"))
-    ssh("node2", "rm -rf /tmp/lz-dst; install -d -m 700 -o %s /tmp/lz-dst" % OPS_USER)
+    ssh("node2", "rm -rf /tmp/lz-dst; install -d -m 700 -o %s /tmp/lz-dst; mkdir -p /run/ferry/trees" % OPS_USER)
     started = float(ssh("node1", "date +%%s.%%N; setsid sh -c 'criu dump -t $(cat /run/ferry/trees/mem.pid) -D /tmp/lz-src -o dump.log "
                                  "--lazy-pages --address %s --port %d --action-script /tmp/lz-act%s; date +%%s.%%N > /tmp/lz-done' "
                                  "</dev/null >/dev/null 2>&1 &" % (source, PAGE_SERVER_PORT, options)))

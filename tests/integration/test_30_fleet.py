@@ -75,9 +75,9 @@ def test_drain_empties_a_host_and_keeps_every_state(clean, tmp_path):
     # Each wave's hosts were asked once, by the wave's moves side by side, and no preflight asked again.
     waves = task_runs(proc.stdout, "Move | the wave's hosts, asked once, side by side")
     asks = [re.findall(r"^ok: \[([^\]\s]+) -> ([A-Za-z0-9_.-]+)", lines, re.M) for lines in waves]
-    assert len(asks) == report["waves"] and all(len(wave) == len({host for _, host in wave}) >= 2 for wave in asks), waves
+    assert len(asks) == report["waves"] and all(len(wave) == len({ask[1] for ask in wave}) >= 2 for wave in asks), waves
     sizes = [[m["wave"] for m in report["plan"]["moves"]].count(w) for w in sorted({m["wave"] for m in report["plan"]["moves"]})]
-    assert max(sizes) > 1 and [len({move for move, _ in wave}) for wave in asks] == [min(n, len(wave)) for n, wave in zip(sizes, asks)], waves
+    assert max(sizes) > 1 and [len({ask[0] for ask in wave}) for wave in asks] == [min(n, len(wave)) for n, wave in zip(sizes, asks)], waves
     for task in ("Preflight | the container on the source", "Preflight | the container on the target (must not exist) and its images"):
         assert not re.search(r"^(ok|changed|failed|fatal)", "".join(task_runs(proc.stdout, task)), re.M), task
 
